@@ -1,0 +1,1 @@
+"""sbroker: a sojourn-time matchmaking broker for trio."""

@@ -1,0 +1,106 @@
+"""attrs validators shared by every configuration class (policies, meters, valves).
+
+Each validator names the parameter it rejects, raises ``TypeError`` for a value
+of the wrong type and ``ValueError`` for a value out of range (api.md rule 5).
+``bool`` is never accepted where a number is expected (queues.md Q9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from sbroker._units import to_ns
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_duration(
+    name: str, value: object, *, allow_none: bool = False, positive: bool = False
+) -> None:
+    """Check that ``value`` is a duration in seconds (``>= 0``, or ``> 0``).
+
+    With ``positive`` the duration must be at least one nanosecond after
+    conversion. Raises ``TypeError``/``ValueError`` naming ``name``.
+    """
+    if value is None:
+        if allow_none:
+            return
+        raise TypeError(f"{name} must be a number of seconds, not None")
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    assert isinstance(value, (int, float))
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and to_ns(value) < 1:
+        raise ValueError(f"{name} must be at least 1 ns, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+
+
+def duration(*, allow_none: bool = False, positive: bool = False) -> Validator:
+    """attrs validator form of :func:`check_duration`."""
+
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        check_duration(attribute.name, value, allow_none=allow_none, positive=positive)
+
+    return validate
+
+
+def signed_duration() -> Validator:
+    """A duration in seconds that may be negative (e.g. a RelativeValve target)."""
+
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not _is_number(value):
+            raise TypeError(f"{attribute.name} must be a number of seconds, got {value!r}")
+        assert isinstance(value, (int, float))
+        if math.isnan(value) or math.isinf(value):
+            raise ValueError(f"{attribute.name} must be finite, got {value!r}")
+
+    return validate
+
+
+def check_count(name: str, value: object, *, allow_none: bool = False) -> None:
+    """Check that ``value`` is an ``int >= 0`` (not a ``bool``), or ``None`` if allowed."""
+    if value is None:
+        if allow_none:
+            return
+        raise TypeError(f"{name} must be an int, not None")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+
+
+def count(*, allow_none: bool = False) -> Validator:
+    """attrs validator form of :func:`check_count`."""
+
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        check_count(attribute.name, value, allow_none=allow_none)
+
+    return validate
+
+
+def choice(*options: str) -> Validator:
+    """The value must be one of ``options``."""
+
+    def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"{attribute.name} must be one of {options!r}, got {value!r}")
+        if value not in options:
+            raise ValueError(f"{attribute.name} must be one of {options!r}, got {value!r}")
+
+    return validate
+
+
+def check_bounds(low_name: str, low: int, high_name: str, high: int | None) -> None:
+    """Check ``low <= high`` (``high=None`` is infinity); the error names ``high_name``."""
+    if high is not None and high < low:
+        raise ValueError(f"{high_name} must be None or >= {low_name} ({low}), got {high}")

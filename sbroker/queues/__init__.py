@@ -1,0 +1,19 @@
+"""Queue policies: who waits, in what order, and when waiting has become pointless.
+
+Each policy is an immutable configuration value; a host (broker or regulator)
+creates one mutable state per queue from it. See :class:`QueuePolicy` to
+write your own.
+"""
+
+from sbroker.queues._protocol import DropCallback, QueuePolicy, QueueState, Request
+from sbroker.queues.drop import DropQueue
+from sbroker.queues.timeout import TimeoutQueue
+
+__all__ = [
+    "DropCallback",
+    "DropQueue",
+    "QueuePolicy",
+    "QueueState",
+    "Request",
+    "TimeoutQueue",
+]
