@@ -1,0 +1,372 @@
+"""The broker: one-to-one matching of ``ask`` and ``ask_r`` requests.
+
+Matching happens in the calling task: a request takes the counterparty its
+policy hands out from the other queue, or waits in its own queue, parked with
+``trio.lowlevel.wait_task_rescheduled`` until a counterparty answers it, its
+queue's policy drops it, or it is cancelled (the abort function removes it
+from its queue, so a cancelled caller is never matched). The background task
+(:meth:`Broker.run`) only handles the policies' deadlines and the meters.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Hashable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from sbroker._host import Host, initial_time, validate_meters
+from sbroker._pending import Pending, PendingRequest, TagRegistry, TaskRequest, fresh_tag
+from sbroker._results import Drop, Go
+from sbroker._time import now_ns
+from sbroker.meters import Meter, Sample
+from sbroker.queues import QueuePolicy, QueueState, Request, TimeoutQueue
+
+Result = Go | Drop
+_match_refs = itertools.count(1)
+_checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+_cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
+
+
+def validate_policy(name: str, policy: object) -> QueuePolicy:
+    """A queue policy argument must implement :class:`~sbroker.queues.QueuePolicy`."""
+    if not isinstance(policy, QueuePolicy):
+        raise TypeError(f"{name} must be a queue policy (with an init method), got {policy!r}")
+    return policy
+
+
+class _Queue:
+    """One side of a broker: its policy, the policy's state and last wake time."""
+
+    __slots__ = ("name", "policy", "state", "wake", "host")
+
+    def __init__(self, name: str, policy: QueuePolicy, now: int, host: Broker) -> None:
+        self.name = name
+        self.host = host
+        self.policy = policy
+        self.state: QueueState
+        self.state, self.wake = policy.init([], now, self.drop)
+
+    def drop(self, request: Request, now: int) -> None:
+        """The policy dropped ``request``: answer it (queues.md Q4)."""
+        request.answer(Drop(now - request.send_time))  # type: ignore[attr-defined]
+
+    def woke(self, wake: int | None) -> None:
+        """Record the wake time the policy just returned."""
+        self.wake = wake
+        if wake is not None and wake < self.host._timer:
+            self.host._schedule(wake)
+
+    def enqueue(self, request: Request, now: int) -> None:
+        self.woke(self.state.handle_in(request, now))
+
+    def remove(self, request: Request) -> None:
+        """The caller of ``request`` gave up (trio cancellation)."""
+        self.woke(self.state.remove(request, now_ns()))
+
+    def change(self, policy: QueuePolicy, now: int) -> None:
+        """Live reconfiguration (api.md rule 3, queues.md Q7)."""
+        if type(policy) is type(self.policy):
+            wake = self.state.config_change(policy, now)
+        else:
+            requests = self.state.terminate()
+            self.state, wake = policy.init(requests, now, self.drop)
+        self.policy = policy
+        self.wake = None
+        self.woke(wake)
+
+
+class Broker(Host):
+    """Matches requests made with :meth:`ask` to requests made with :meth:`ask_r`.
+
+    Args:
+        ask: the queue policy of the ask queue (default ``TimeoutQueue()``).
+        ask_r: the queue policy of the ask_r queue (default ``TimeoutQueue()``).
+        meters: meters watching this broker, at most one of each class.
+
+    The broker matches requests in the calling task; start :meth:`run` in a
+    nursery (or use :func:`open_broker`) so that policy timeouts and meters
+    run. Every request is answered exactly once: ``Go``, ``Drop``, an
+    explicit cancel, or the caller's own trio cancellation.
+    """
+
+    def __init__(
+        self,
+        ask: QueuePolicy | None = None,
+        ask_r: QueuePolicy | None = None,
+        meters: Iterable[Meter] = (),
+    ) -> None:
+        ask = validate_policy("ask", TimeoutQueue() if ask is None else ask)
+        ask_r = validate_policy("ask_r", TimeoutQueue() if ask_r is None else ask_r)
+        meter_list = validate_meters(meters)
+        now = initial_time()
+        super().__init__(now)
+        self._ask = _Queue("ask", ask, now, self)
+        self._ask_r = _Queue("ask_r", ask_r, now, self)
+        self._pending = TagRegistry()
+        self._waiting = self._ask_r  # M5: the side that last found the other empty
+        self._empty_time = now
+        self._init_meters(meter_list, now)
+
+    # -- matching ----------------------------------------------------------------
+
+    def _admit(self, side: _Queue, now: int) -> bool:
+        """Closed check, PIE gate (P11) and nudge (M3) of a gated call."""
+        if self._closed:
+            self._check_open()
+        protector = self._protector
+        if protector is not None and not protector.admit(side.name):
+            return False
+        if self._nudge_armed:
+            self._nudge(now)
+        return True
+
+    def _match(self, side: _Queue, other: _Queue, value: Any, now: int) -> Go | None:
+        """Match with the counterparty ``other``'s policy hands out, if any."""
+        item = other.state.handle_out(now)
+        if item is None:
+            other.wake = None
+            if self._waiting is not side:  # M5
+                self._waiting = side
+                self._empty_time = now
+            return None
+        request, wake = item
+        other.woke(wake)
+        ref = next(_match_refs)
+        waited = now - request.send_time
+        request.answer(Go(ref, value, waited, waited))  # type: ignore[attr-defined]
+        return Go(ref, request.value, -waited, 0)
+
+    async def _request(self, side: _Queue, other: _Queue, value: Any) -> Result:
+        await _checkpoint_if_cancelled()
+        now = now_ns()
+        if not self._admit(side, now):
+            await _cancel_shielded_checkpoint()
+            return Drop(0)
+        go = self._match(side, other, value, now)
+        if go is not None:
+            await _cancel_shielded_checkpoint()
+            return go
+        request = TaskRequest(now, value)
+        side.enqueue(request, now)
+        if request.result is not None:  # dropped on arrival
+            await _cancel_shielded_checkpoint()
+            return request.result
+        request.task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            request.task = None
+            side.remove(request)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        result: Result = await trio.lowlevel.wait_task_rescheduled(abort)
+        return result
+
+    def _request_nowait(self, side: _Queue, other: _Queue, value: Any) -> Result:
+        now = now_ns()
+        if not self._admit(side, now):
+            return Drop(0)
+        return self._match(side, other, value, now) or Drop(0)
+
+    def _request_async(
+        self, side: _Queue, other: _Queue, value: Any, tag: Hashable, dynamic: bool
+    ) -> Result | Pending:
+        tag = fresh_tag(tag)
+        now = now_ns()
+        if not self._admit(side, now):
+            return Drop(0) if dynamic else Pending.settled(tag, Drop(0))
+        go = self._match(side, other, value, now)
+        if go is not None:
+            return go if dynamic else Pending.settled(tag, go)
+        pending = Pending(tag)
+        request = PendingRequest(now, value, pending, self._pending)
+        pending._cancel = lambda: self._cancel_request(side, request)
+        side.enqueue(request, now)
+        return pending
+
+    def _cancel_request(self, side: _Queue, request: PendingRequest) -> bool:
+        self._check_open()
+        now = now_ns()
+        if self._nudge_armed:
+            self._nudge(now)
+        self._pending.discard(request)
+        request.pending._mark_cancelled()
+        side.woke(side.state.remove(request, now))
+        return True
+
+    async def ask(self, value: Any = None) -> Result:
+        """Request a match with an ``ask_r`` caller; wait in the ask queue if none waits.
+
+        Returns ``Go`` (``value`` is the counterparty's value) or ``Drop``. If
+        the calling task is cancelled while waiting, its request leaves the
+        queue and is never matched; once matched, the ``Go`` is returned.
+        """
+        return await self._request(self._ask, self._ask_r, value)
+
+    async def ask_r(self, value: Any = None) -> Result:
+        """The mirror image of :meth:`ask`: match with an ``ask`` caller."""
+        return await self._request(self._ask_r, self._ask, value)
+
+    def nb_ask(self, value: Any = None) -> Result:
+        """Match at once with a waiting ``ask_r`` request, else ``Drop(0)``; never queues."""
+        return self._request_nowait(self._ask, self._ask_r, value)
+
+    def nb_ask_r(self, value: Any = None) -> Result:
+        """The mirror image of :meth:`nb_ask`."""
+        return self._request_nowait(self._ask_r, self._ask, value)
+
+    def async_ask(self, value: Any = None, *, tag: Hashable = None) -> Pending:
+        """Request a match without blocking: return a :class:`~sbroker.Pending`.
+
+        If an ``ask_r`` request waits, the pending is already settled with
+        ``Go``; otherwise the request waits in the ask queue under ``tag``
+        (a fresh unique tag if ``None``) until answered or cancelled.
+        """
+        result = self._request_async(self._ask, self._ask_r, value, tag, dynamic=False)
+        assert isinstance(result, Pending)
+        return result
+
+    def async_ask_r(self, value: Any = None, *, tag: Hashable = None) -> Pending:
+        """The mirror image of :meth:`async_ask`."""
+        result = self._request_async(self._ask_r, self._ask, value, tag, dynamic=False)
+        assert isinstance(result, Pending)
+        return result
+
+    def dynamic_ask(self, value: Any = None, *, tag: Hashable = None) -> Result | Pending:
+        """``Go`` if a match is immediate, else as :meth:`async_ask`.
+
+        Returns ``Drop(0)`` directly when a PIE meter refuses the request.
+        """
+        return self._request_async(self._ask, self._ask_r, value, tag, dynamic=True)
+
+    def dynamic_ask_r(self, value: Any = None, *, tag: Hashable = None) -> Result | Pending:
+        """The mirror image of :meth:`dynamic_ask`."""
+        return self._request_async(self._ask_r, self._ask, value, tag, dynamic=True)
+
+    def cancel(self, tag: Hashable) -> int:
+        """Remove every still-queued async request tagged ``tag``; return how many.
+
+        Their pendings are marked cancelled (``wait()`` raises
+        :class:`~sbroker.RequestCancelled`). Blocking requests have no tag and
+        are never reached.
+        """
+        self._check_open()
+        now = now_ns()
+        if self._nudge_armed:
+            self._nudge(now)
+        removed = 0
+        for side in (self._ask, self._ask_r):
+            count, wake = side.state.handle_cancel(tag, now)
+            side.woke(wake)
+            removed += count
+        for request in self._pending.take(tag):
+            request.pending._mark_cancelled()
+        return removed
+
+    def len(self) -> int:
+        """Requests waiting in the ask queue (0 once closed)."""
+        return self._length(self._ask)
+
+    def len_r(self) -> int:
+        """Requests waiting in the ask_r queue (0 once closed)."""
+        return self._length(self._ask_r)
+
+    def _length(self, side: _Queue) -> int:
+        if self._closed:
+            return 0
+        if self._nudge_armed:
+            self._nudge(now_ns())
+        return len(side.state)
+
+    # -- configuration -----------------------------------------------------------------
+
+    def change_config(
+        self,
+        *,
+        ask: QueuePolicy | None = None,
+        ask_r: QueuePolicy | None = None,
+        meters: Iterable[Meter] | None = None,
+    ) -> None:
+        """Reconfigure the running broker; ``None`` keeps a part as it is.
+
+        Every queued request is kept, in order: a policy of the same class
+        keeps its state with the new parameters, a policy of another class
+        takes the queued requests over. Only requests the new policy's own
+        rules drop at once (a shorter timeout already passed, a lower
+        ``max_len``) leave, answered ``Drop``. An invalid argument raises
+        ``TypeError``/``ValueError`` naming it, and nothing is changed.
+        """
+        self._check_open()
+        if ask is not None:
+            validate_policy("ask", ask)
+        if ask_r is not None:
+            validate_policy("ask_r", ask_r)
+        meter_list = None if meters is None else validate_meters(meters)
+        now = now_ns()
+        if self._nudge_armed:
+            self._nudge(now)
+        if ask is not None:
+            self._ask.change(ask, now)
+        if ask_r is not None:
+            self._ask_r.change(ask_r, now)
+        if meter_list is not None:
+            self._change_meters(meter_list, now)
+
+    def config(self) -> tuple[QueuePolicy, QueuePolicy, tuple[Meter, ...]]:
+        """The running configuration: ``(ask, ask_r, meters)``."""
+        return self._ask.policy, self._ask_r.policy, tuple(m for m, _ in self._meters)
+
+    # -- host hooks ----------------------------------------------------------------------
+
+    def _deadline(self) -> int | None:
+        ask, ask_r = self._ask.wake, self._ask_r.wake
+        if ask is None:
+            return ask_r
+        return ask if ask_r is None else min(ask, ask_r)
+
+    def _handle_timeouts(self, now: int) -> None:
+        for side in (self._ask, self._ask_r):
+            if side.wake is not None and side.wake <= now:
+                side.woke(side.state.handle_timeout(now))
+
+    def _sample(self, now: int, lag: int) -> Sample:
+        """M4/M5: the broker's sample; the relative time looks at the waiting side."""
+        waiting = self._waiting
+        oldest = waiting.state.send_time()
+        reference = self._empty_time if oldest is None else oldest
+        relative = now - reference if waiting is self._ask else reference - now
+        self._empty_time = reference
+        return Sample(now, lag, 0, relative, len(self._ask.state), len(self._ask_r.state))
+
+    def _answer_all(self, now: int) -> None:
+        for side in (self._ask, self._ask_r):
+            for request in side.state.terminate():
+                side.drop(request, now)
+            side.wake = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"len={len(self._ask.state)}"
+        if not self._closed:
+            state += f" len_r={len(self._ask_r.state)}"
+        return f"<Broker {state} ask={self._ask.policy!r} ask_r={self._ask_r.policy!r}>"
+
+
+@asynccontextmanager
+async def open_broker(
+    ask: QueuePolicy | None = None,
+    ask_r: QueuePolicy | None = None,
+    meters: Iterable[Meter] = (),
+) -> AsyncIterator[Broker]:
+    """Create a :class:`Broker`, run it in a nursery for the block, close it after.
+
+    On leaving the block every still-queued request is answered ``Drop``.
+    """
+    broker = Broker(ask=ask, ask_r=ask_r, meters=meters)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(broker.run)
+        try:
+            yield broker
+        finally:
+            broker.close()

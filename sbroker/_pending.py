@@ -1,0 +1,187 @@
+"""How a host answers its queued requests: parked tasks and ``Pending`` handles.
+
+A blocking call (``ask``) parks its task with
+``trio.lowlevel.wait_task_rescheduled``; a :class:`TaskRequest` answers it by
+rescheduling the task. An asynchronous call (``async_ask``) returns a
+:class:`Pending`; a :class:`PendingRequest` answers it by settling the pending.
+Either kind may be answered before its caller has parked (a policy can drop
+the request inside ``handle_in``), so answers are stored until then.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import outcome
+import trio
+
+from sbroker._errors import RequestCancelled
+from sbroker._results import Drop, Go
+from sbroker.queues import Request
+
+Result = Go | Drop
+
+_tag_numbers = itertools.count(1)
+
+
+class FreshTag:
+    """A unique tag made for an async request given none; equal only to itself."""
+
+    __slots__ = ("_number",)
+
+    def __init__(self) -> None:
+        self._number = next(_tag_numbers)
+
+    def __repr__(self) -> str:
+        return f"<tag {self._number}>"
+
+
+#: The tag of blocking requests: no caller can name it, so ``cancel`` never reaches them.
+UNTAGGED = FreshTag()
+
+
+class TaskRequest(Request):
+    """A queued request whose caller is (or is about to be) a parked task."""
+
+    __slots__ = ("task", "result")
+
+    def __init__(self, send_time: int, value: Any) -> None:
+        super().__init__(send_time, value, UNTAGGED)
+        self.task: trio.lowlevel.Task | None = None
+        self.result: Result | None = None
+
+    def answer(self, result: Result) -> None:
+        """Wake the parked task with ``result``, or keep it if the task has not parked yet."""
+        task = self.task
+        if task is None:
+            self.result = result
+        else:
+            self.task = None
+            trio.lowlevel.reschedule(task, outcome.Value(result))
+
+
+class Pending:
+    """The handle of an asynchronous request (``async_ask`` and friends).
+
+    Guarantees:
+
+    * ``result`` is ``None`` until the request is answered, then the
+      :class:`~sbroker.Go` or :class:`~sbroker.Drop`; it never changes again.
+    * ``await wait()`` returns the answer, at once if it is already settled.
+      Any number of tasks may wait. Cancelling a waiting task (trio
+      cancellation) does not cancel the request: it stays queued.
+    * ``cancel()`` removes a still-queued request and returns ``True``; after
+      that (or after ``broker.cancel(tag)`` removed it) ``wait()`` raises
+      :class:`~sbroker.RequestCancelled` instead of hanging, and ``result``
+      stays ``None``. It returns ``False`` if the request was already answered
+      or cancelled.
+    """
+
+    __slots__ = ("tag", "result", "cancelled", "_event", "_cancel")
+
+    def __init__(self, tag: Hashable, cancel: Callable[[], bool] | None = None) -> None:
+        self.tag = tag
+        self.result: Result | None = None
+        self.cancelled = False
+        self._event: trio.Event | None = None
+        self._cancel = cancel
+
+    @classmethod
+    def settled(cls, tag: Hashable, result: Result) -> Pending:
+        """A pending that was answered at once."""
+        pending = cls(tag)
+        pending.result = result
+        return pending
+
+    async def wait(self) -> Result:
+        """Wait for the answer and return it (a checkpoint even when already settled)."""
+        if self.result is None and not self.cancelled:
+            if self._event is None:
+                self._event = trio.Event()
+            await self._event.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+        if self.result is None:
+            raise RequestCancelled(f"request {self.tag!r} was cancelled")
+        return self.result
+
+    def cancel(self) -> bool:
+        """Remove the request if it is still queued; ``True`` if it was."""
+        if self.result is not None or self.cancelled or self._cancel is None:
+            return False
+        return self._cancel()
+
+    def _settle(self, result: Result) -> None:
+        self.result = result
+        self._cancel = None
+        if self._event is not None:
+            self._event.set()
+
+    def _mark_cancelled(self) -> None:
+        self.cancelled = True
+        self._cancel = None
+        if self._event is not None:
+            self._event.set()
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled else self.result
+        return f"<Pending tag={self.tag!r} {state}>"
+
+
+class PendingRequest(Request):
+    """A queued request answered by settling a :class:`Pending`."""
+
+    __slots__ = ("pending", "registry")
+
+    def __init__(self, send_time: int, value: Any, pending: Pending, registry: TagRegistry) -> None:
+        super().__init__(send_time, value, pending.tag)
+        self.pending = pending
+        self.registry = registry
+        registry.add(self)
+
+    def answer(self, result: Result) -> None:
+        """Settle the pending with ``result``."""
+        self.registry.discard(self)
+        self.pending._settle(result)
+
+
+class TagRegistry:
+    """The queued asynchronous requests of a host, by tag.
+
+    ``cancel(tag)`` removes requests from the policies, which only report how
+    many; the registry tells the host whose pendings to mark cancelled.
+    """
+
+    __slots__ = ("_by_tag",)
+
+    def __init__(self) -> None:
+        self._by_tag: dict[Hashable, list[PendingRequest]] = {}
+
+    def add(self, request: PendingRequest) -> None:
+        """Register a queued request."""
+        self._by_tag.setdefault(request.tag, []).append(request)
+
+    def discard(self, request: PendingRequest) -> None:
+        """Forget a request that was answered or removed."""
+        requests = self._by_tag.get(request.tag)
+        if requests is not None and request in requests:
+            requests.remove(request)
+            if not requests:
+                del self._by_tag[request.tag]
+
+    def take(self, tag: Hashable) -> list[PendingRequest]:
+        """Forget and return every request registered under ``tag``."""
+        return self._by_tag.pop(tag, [])
+
+
+def fresh_tag(tag: Hashable) -> Hashable:
+    """The tag to use for an async request: the caller's, or a new unique one."""
+    if tag is None:
+        return FreshTag()
+    try:
+        hash(tag)
+    except TypeError:
+        raise TypeError(f"tag must be hashable, got {tag!r}") from None
+    return tag

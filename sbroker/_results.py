@@ -1,0 +1,58 @@
+"""The answers a broker or regulator gives: ``Go``, ``Drop``, ``Stop``, ``NotFound``.
+
+All are frozen attrs classes, usable in ``match`` statements
+(``case Go(value=v):``). Every time is an ``int`` of nanoseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class Go:
+    """A match was made.
+
+    Attributes:
+        ref: unique per match; both sides of a match get an equal ``ref``
+            (for a regulator, the permit).
+        value: the counterparty's request value (for a regulator, the regulator).
+        relative_time: ns; ``> 0``: the caller waited for the counterparty,
+            ``< 0``: the counterparty had been waiting for the caller.
+        sojourn_time: ns from the caller's request to this answer, ``>= 0``.
+    """
+
+    ref: Hashable
+    value: Any
+    relative_time: int
+    sojourn_time: int
+
+
+@attrs.frozen
+class Drop:
+    """The request was dropped: no match was made.
+
+    Attributes:
+        sojourn_time: ns from the caller's request to the drop, ``>= 0``;
+            ``0`` for a request refused at the door (full queue, PIE gate,
+            ``nb_ask`` with nobody waiting).
+    """
+
+    sojourn_time: int
+
+
+@attrs.frozen
+class Stop:
+    """``regulator.continue_`` refused: the task must stop; its permit is released."""
+
+    sojourn_time: int
+
+
+@attrs.frozen
+class NotFound:
+    """``regulator.continue_`` on a permit the regulator does not know."""
+
+    sojourn_time: int
