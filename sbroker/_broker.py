@@ -11,7 +11,7 @@ from its queue, so a cancelled caller is never matched). The background task
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Hashable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,7 +32,7 @@ _cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 
 def validate_policy(name: str, policy: object) -> QueuePolicy:
     """A queue policy argument must implement :class:`~sbroker.queues.QueuePolicy`."""
-    if not isinstance(policy, QueuePolicy):
+    if isinstance(policy, type) or not isinstance(policy, QueuePolicy):
         raise TypeError(f"{name} must be a queue policy (with an init method), got {policy!r}")
     return policy
 
@@ -78,6 +78,42 @@ class _Queue:
         self.woke(wake)
 
 
+def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[Result]]:
+    """Make ``Broker.ask``/``Broker.ask_r``: the hot path, written once for both sides."""
+
+    async def request(self: Broker, value: Any = None) -> Result:
+        await _checkpoint_if_cancelled()
+        now = now_ns()
+        side, other = self._sides[name]
+        if self._guarded and not self._admit(side, now):
+            await _cancel_shielded_checkpoint()
+            return Drop(0)
+        go = self._match(side, other, value, now)
+        if go is not None:
+            await _cancel_shielded_checkpoint()
+            return go
+        request = TaskRequest(now, value)
+        side.wake = wake = side.state.handle_in(request, now)
+        if wake is not None and wake < self._timer:
+            self._schedule(wake)
+        if request.result is not None:  # dropped on arrival
+            await _cancel_shielded_checkpoint()
+            return request.result
+        request.task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            request.task = None
+            side.remove(request)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        result: Result = await trio.lowlevel.wait_task_rescheduled(abort)
+        return result
+
+    request.__name__ = request.__qualname__ = name
+    request.__doc__ = doc
+    return request
+
+
 class Broker(Host):
     """Matches requests made with :meth:`ask` to requests made with :meth:`ask_r`.
 
@@ -105,6 +141,7 @@ class Broker(Host):
         super().__init__(now)
         self._ask = _Queue("ask", ask, now, self)
         self._ask_r = _Queue("ask_r", ask_r, now, self)
+        self._sides = {"ask": (self._ask, self._ask_r), "ask_r": (self._ask_r, self._ask)}
         self._pending = TagRegistry()
         self._waiting = self._ask_r  # M5: the side that last found the other empty
         self._empty_time = now
@@ -113,7 +150,7 @@ class Broker(Host):
     # -- matching ----------------------------------------------------------------
 
     def _admit(self, side: _Queue, now: int) -> bool:
-        """Closed check, PIE gate (P11) and nudge (M3) of a gated call."""
+        """The guarded path of a gated call: closed check, PIE gate (P11), nudge (M3)."""
         if self._closed:
             self._check_open()
         protector = self._protector
@@ -133,40 +170,17 @@ class Broker(Host):
                 self._empty_time = now
             return None
         request, wake = item
-        other.woke(wake)
+        other.wake = wake
+        if wake is not None and wake < self._timer:
+            self._schedule(wake)
         ref = next(_match_refs)
         waited = now - request.send_time
         request.answer(Go(ref, value, waited, waited))  # type: ignore[attr-defined]
         return Go(ref, request.value, -waited, 0)
 
-    async def _request(self, side: _Queue, other: _Queue, value: Any) -> Result:
-        await _checkpoint_if_cancelled()
-        now = now_ns()
-        if not self._admit(side, now):
-            await _cancel_shielded_checkpoint()
-            return Drop(0)
-        go = self._match(side, other, value, now)
-        if go is not None:
-            await _cancel_shielded_checkpoint()
-            return go
-        request = TaskRequest(now, value)
-        side.enqueue(request, now)
-        if request.result is not None:  # dropped on arrival
-            await _cancel_shielded_checkpoint()
-            return request.result
-        request.task = trio.lowlevel.current_task()
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            request.task = None
-            side.remove(request)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        result: Result = await trio.lowlevel.wait_task_rescheduled(abort)
-        return result
-
     def _request_nowait(self, side: _Queue, other: _Queue, value: Any) -> Result:
         now = now_ns()
-        if not self._admit(side, now):
+        if self._guarded and not self._admit(side, now):
             return Drop(0)
         return self._match(side, other, value, now) or Drop(0)
 
@@ -175,7 +189,7 @@ class Broker(Host):
     ) -> Result | Pending:
         tag = fresh_tag(tag)
         now = now_ns()
-        if not self._admit(side, now):
+        if self._guarded and not self._admit(side, now):
             return Drop(0) if dynamic else Pending.settled(tag, Drop(0))
         go = self._match(side, other, value, now)
         if go is not None:
@@ -196,18 +210,18 @@ class Broker(Host):
         side.woke(side.state.remove(request, now))
         return True
 
-    async def ask(self, value: Any = None) -> Result:
+    ask = _blocking_request(
+        "ask",
         """Request a match with an ``ask_r`` caller; wait in the ask queue if none waits.
 
         Returns ``Go`` (``value`` is the counterparty's value) or ``Drop``. If
         the calling task is cancelled while waiting, its request leaves the
         queue and is never matched; once matched, the ``Go`` is returned.
-        """
-        return await self._request(self._ask, self._ask_r, value)
-
-    async def ask_r(self, value: Any = None) -> Result:
-        """The mirror image of :meth:`ask`: match with an ``ask`` caller."""
-        return await self._request(self._ask_r, self._ask, value)
+        """,
+    )
+    ask_r = _blocking_request(
+        "ask_r", """The mirror image of :meth:`ask`: match with an ``ask`` caller."""
+    )
 
     def nb_ask(self, value: Any = None) -> Result:
         """Match at once with a waiting ``ask_r`` request, else ``Drop(0)``; never queues."""

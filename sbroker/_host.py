@@ -33,7 +33,7 @@ def validate_meters(meters: Iterable[Any]) -> tuple[Meter, ...]:
     result = tuple(meters)
     seen: set[type] = set()
     for meter in result:
-        if not isinstance(meter, Meter):
+        if isinstance(meter, type) or not isinstance(meter, Meter):
             raise TypeError(f"meters: {meter!r} is not a meter (it has no init method)")
         if type(meter) in seen:
             raise ValueError(f"meters: at most one {type(meter).__name__} per host")
@@ -68,6 +68,11 @@ class Host:
         self._nudge_armed = False  # M3: the next call after a meter pass nudges
         self._protector: Protector | None = None
         self._alarms: frozenset[str] = frozenset()
+        # One flag for the hot path: closed, a protector installed, or a nudge due.
+        self._guarded = False
+
+    def _update_guard(self) -> None:
+        self._guarded = self._closed or self._protector is not None or self._nudge_armed
 
     # -- what meters may do (MeterHost) --------------------------------------
 
@@ -81,6 +86,7 @@ class Host:
     def set_protector(self, protector: Protector | None) -> None:
         """Install or remove the admission gate of a PIE meter (P11, P13)."""
         self._protector = None if self._closed else protector
+        self._update_guard()
 
     def alarms(self) -> frozenset[str]:
         """The descriptions of the active alarms, e.g. ``{"message_queue_slow"}``."""
@@ -98,6 +104,7 @@ class Host:
     def _nudge(self, now: int) -> None:
         """M3: the first call after a meter pass asks for a pass now."""
         self._nudge_armed = False
+        self._update_guard()
         self._nudge_at = now
         self._schedule(now)
 
@@ -172,6 +179,7 @@ class Host:
         wakes = [state.update(sample) for _meter, state in self._meters]
         self._meter_wake = _earliest(wakes, now)
         self._nudge_armed = True
+        self._update_guard()
 
     def _init_meters(self, meters: Sequence[Meter], now: int) -> None:
         wakes = []
@@ -181,6 +189,7 @@ class Host:
             wakes.append(wake)
         self._meter_wake = _earliest(wakes, now)
         self._nudge_armed = bool(self._meters)  # a new host counts as just after a pass
+        self._update_guard()
 
     def _change_meters(self, meters: Sequence[Meter], now: int) -> None:
         """M2: close old-only meters, init new-only ones, config_change kept ones."""
@@ -209,6 +218,7 @@ class Host:
         self._meter_wake = _earliest(wakes, now)
         if self._meters and self._nudge_at is None:
             self._nudge_armed = True
+        self._update_guard()
         self._schedule(self._meter_wake)
 
     def _close_meters(self) -> None:
@@ -217,6 +227,7 @@ class Host:
         self._meters = []
         self._meter_wake = None
         self._protector = None
+        self._update_guard()
 
     def close(self) -> None:
         """Close the host: answer every queued request ``Drop``; idempotent.
@@ -227,6 +238,7 @@ class Host:
         if self._closed:
             return
         self._closed = True
+        self._update_guard()
         self._answer_all(initial_time())
         self._close_meters()
         if self._run_scope is not None:

@@ -20,6 +20,7 @@ import trio
 from sbroker._errors import RequestCancelled
 from sbroker._results import Drop, Go
 from sbroker.queues import Request
+from sbroker.queues._protocol import next_sequence
 
 Result = Go | Drop
 
@@ -48,7 +49,11 @@ class TaskRequest(Request):
     __slots__ = ("task", "result")
 
     def __init__(self, send_time: int, value: Any) -> None:
-        super().__init__(send_time, value, UNTAGGED)
+        # Request.__init__ inlined: this runs for every caller that waits.
+        self.send_time = send_time
+        self.value = value
+        self.tag = UNTAGGED
+        self.seq = next_sequence()
         self.task: trio.lowlevel.Task | None = None
         self.result: Result | None = None
 

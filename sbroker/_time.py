@@ -17,6 +17,6 @@ def now_ns() -> int:
     return round(trio.current_time() * NS_PER_SECOND)
 
 
-def to_trio_time(ns: int) -> float:
+def to_trio_time(ns: float) -> float:
     """Convert an integer-nanosecond time back to trio's float seconds."""
     return ns / NS_PER_SECOND

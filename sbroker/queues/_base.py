@@ -101,7 +101,10 @@ class DequeState:
 
     def handle_in(self, request: Request, now: int) -> int | None:
         """Q11 admission, then the check."""
-        self._admit(request, now)
+        if self._max_len is None:
+            self._queue.append(request)
+        else:
+            self._admit(request, now)
         return self._check(now)
 
     def handle_timeout(self, now: int) -> int | None:

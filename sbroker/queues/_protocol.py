@@ -23,7 +23,8 @@ import itertools
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-_sequence = itertools.count()
+#: The next global arrival number (``Request.seq``).
+next_sequence = itertools.count().__next__
 
 
 class Request:
@@ -43,7 +44,7 @@ class Request:
         self.send_time = send_time
         self.value = value
         self.tag = tag
-        self.seq = next(_sequence)
+        self.seq = next_sequence()
 
     def __repr__(self) -> str:
         return f"<Request value={self.value!r} send_time={self.send_time} tag={self.tag!r}>"

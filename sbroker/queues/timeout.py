@@ -32,35 +32,31 @@ class _TimeoutState(DequeState):
         super()._adopt(policy)
         self._timeout = optional_ns(policy.timeout)
 
-    def _expire(self, now: int) -> None:
-        """T3: drop expired heads while more than ``min_len`` wait."""
+    def _check(self, now: int) -> int | None:
+        """T3, then T7: drop expired heads above ``min_len``; wake at the head's expiry."""
         timeout = self._timeout
-        if timeout is None:
-            return
         queue = self._queue
         min_len = self._min_len
-        deadline = now - timeout
-        while len(queue) > min_len and queue[0].send_time <= deadline:
-            self._on_drop(queue.popleft(), now)
-
-    def _wake(self) -> int | None:
-        """T7: the head's expiry while more than ``min_len`` wait."""
-        queue = self._queue
-        if self._timeout is None or len(queue) <= self._min_len:
+        if timeout is None or len(queue) <= min_len:
             return None
-        return queue[0].send_time + self._timeout
-
-    def _check(self, now: int) -> int | None:
-        self._expire(now)
-        return self._wake()
+        deadline = now - timeout
+        while queue[0].send_time <= deadline:
+            self._on_drop(queue.popleft(), now)
+            if len(queue) <= min_len:
+                return None
+        return queue[0].send_time + timeout
 
     def handle_out(self, now: int) -> tuple[Request, int | None] | None:
-        self._expire(now)  # T5
         queue = self._queue
+        timeout = self._timeout
+        if timeout is not None and queue and queue[0].send_time <= now - timeout:
+            self._check(now)  # T5: expire first, then serve
         if not queue:
             return None
         request = queue.pop() if self._lifo else queue.popleft()
-        return request, self._wake()
+        if timeout is None or len(queue) <= self._min_len:
+            return request, None
+        return request, queue[0].send_time + timeout
 
 
 @attrs.frozen
