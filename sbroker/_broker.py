@@ -13,69 +13,29 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from sbroker._host import Host, initial_time, validate_meters
-from sbroker._pending import Pending, PendingRequest, TagRegistry, TaskRequest, fresh_tag
+from sbroker._pending import (
+    Pending,
+    PendingRequest,
+    TagRegistry,
+    TaskRequest,
+    cancel_shielded_checkpoint,
+    fresh_tag,
+)
+from sbroker._queue_side import QueueSide, validate_policy
 from sbroker._results import Drop, Go
+from sbroker._statistics import BrokerStatistics, side_statistics
 from sbroker._time import now_ns
 from sbroker.meters import Meter, Sample
-from sbroker.queues import QueuePolicy, QueueState, Request, TimeoutQueue
+from sbroker.queues import QueuePolicy, TimeoutQueue
 
 Result = Go | Drop
 _match_refs = itertools.count(1)
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
-_cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
-
-
-def validate_policy(name: str, policy: object) -> QueuePolicy:
-    """A queue policy argument must implement :class:`~sbroker.queues.QueuePolicy`."""
-    if isinstance(policy, type) or not isinstance(policy, QueuePolicy):
-        raise TypeError(f"{name} must be a queue policy (with an init method), got {policy!r}")
-    return policy
-
-
-class _Queue:
-    """One side of a broker: its policy, the policy's state and last wake time."""
-
-    __slots__ = ("name", "policy", "state", "wake", "host")
-
-    def __init__(self, name: str, policy: QueuePolicy, now: int, host: Broker) -> None:
-        self.name = name
-        self.host = host
-        self.policy = policy
-        self.state: QueueState
-        self.state, self.wake = policy.init([], now, self.drop)
-
-    def drop(self, request: Request, now: int) -> None:
-        """The policy dropped ``request``: answer it (queues.md Q4)."""
-        request.answer(Drop(now - request.send_time))  # type: ignore[attr-defined]
-
-    def woke(self, wake: int | None) -> None:
-        """Record the wake time the policy just returned."""
-        self.wake = wake
-        if wake is not None and wake < self.host._timer:
-            self.host._schedule(wake)
-
-    def enqueue(self, request: Request, now: int) -> None:
-        self.woke(self.state.handle_in(request, now))
-
-    def remove(self, request: Request) -> None:
-        """The caller of ``request`` gave up (trio cancellation)."""
-        self.woke(self.state.remove(request, now_ns()))
-
-    def change(self, policy: QueuePolicy, now: int) -> None:
-        """Live reconfiguration (api.md rule 3, queues.md Q7)."""
-        if type(policy) is type(self.policy):
-            wake = self.state.config_change(policy, now)
-        else:
-            requests = self.state.terminate()
-            self.state, wake = policy.init(requests, now, self.drop)
-        self.policy = policy
-        self.wake = None
-        self.woke(wake)
 
 
 def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[Result]]:
@@ -86,28 +46,18 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
         now = now_ns()
         side, other = self._sides[name]
         if self._guarded and not self._admit(side, now):
-            await _cancel_shielded_checkpoint()
+            side.drops += 1
+            await cancel_shielded_checkpoint()
             return Drop(0)
         go = self._match(side, other, value, now)
         if go is not None:
-            await _cancel_shielded_checkpoint()
+            await cancel_shielded_checkpoint()
             return go
         request = TaskRequest(now, value)
         side.wake = wake = side.state.handle_in(request, now)
         if wake is not None and wake < self._timer:
             self._schedule(wake)
-        if request.result is not None:  # dropped on arrival
-            await _cancel_shielded_checkpoint()
-            return request.result
-        request.task = trio.lowlevel.current_task()
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            request.task = None
-            side.remove(request)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        result: Result = await trio.lowlevel.wait_task_rescheduled(abort)
-        return result
+        return await request.wait(side.remove)
 
     request.__name__ = request.__qualname__ = name
     request.__doc__ = doc
@@ -139,8 +89,8 @@ class Broker(Host):
         meter_list = validate_meters(meters)
         now = initial_time()
         super().__init__(now)
-        self._ask = _Queue("ask", ask, now, self)
-        self._ask_r = _Queue("ask_r", ask_r, now, self)
+        self._ask = QueueSide("ask", ask, now, self._schedule)
+        self._ask_r = QueueSide("ask_r", ask_r, now, self._schedule)
         self._sides = {"ask": (self._ask, self._ask_r), "ask_r": (self._ask_r, self._ask)}
         self._pending = TagRegistry()
         self._waiting = self._ask_r  # M5: the side that last found the other empty
@@ -149,7 +99,7 @@ class Broker(Host):
 
     # -- matching ----------------------------------------------------------------
 
-    def _admit(self, side: _Queue, now: int) -> bool:
+    def _admit(self, side: QueueSide, now: int) -> bool:
         """The guarded path of a gated call: closed check, PIE gate (P11), nudge (M3)."""
         if self._closed:
             self._check_open()
@@ -160,7 +110,7 @@ class Broker(Host):
             self._nudge(now)
         return True
 
-    def _match(self, side: _Queue, other: _Queue, value: Any, now: int) -> Go | None:
+    def _match(self, side: QueueSide, other: QueueSide, value: Any, now: int) -> Go | None:
         """Match with the counterparty ``other``'s policy hands out, if any."""
         item = other.state.handle_out(now)
         if item is None:
@@ -175,21 +125,31 @@ class Broker(Host):
             self._schedule(wake)
         ref = next(_match_refs)
         waited = now - request.send_time
+        other.go += 1
+        other.recent.append(waited)
+        side.go += 1
+        side.recent.append(0)
         request.answer(Go(ref, value, waited, waited))  # type: ignore[attr-defined]
         return Go(ref, request.value, -waited, 0)
 
-    def _request_nowait(self, side: _Queue, other: _Queue, value: Any) -> Result:
+    def _request_nowait(self, side: QueueSide, other: QueueSide, value: Any) -> Result:
         now = now_ns()
         if self._guarded and not self._admit(side, now):
+            side.drops += 1
             return Drop(0)
-        return self._match(side, other, value, now) or Drop(0)
+        go = self._match(side, other, value, now)
+        if go is None:
+            side.drops += 1
+            return Drop(0)
+        return go
 
     def _request_async(
-        self, side: _Queue, other: _Queue, value: Any, tag: Hashable, dynamic: bool
+        self, side: QueueSide, other: QueueSide, value: Any, tag: Hashable, dynamic: bool
     ) -> Result | Pending:
         tag = fresh_tag(tag)
         now = now_ns()
         if self._guarded and not self._admit(side, now):
+            side.drops += 1
             return Drop(0) if dynamic else Pending.settled(tag, Drop(0))
         go = self._match(side, other, value, now)
         if go is not None:
@@ -200,7 +160,7 @@ class Broker(Host):
         side.enqueue(request, now)
         return pending
 
-    def _cancel_request(self, side: _Queue, request: PendingRequest) -> bool:
+    def _cancel_request(self, side: QueueSide, request: PendingRequest) -> bool:
         self._check_open()
         now = now_ns()
         if self._nudge_armed:
@@ -210,18 +170,25 @@ class Broker(Host):
         side.woke(side.state.remove(request, now))
         return True
 
-    ask = _blocking_request(
-        "ask",
-        """Request a match with an ``ask_r`` caller; wait in the ask queue if none waits.
+    _ASK_DOC = """Request a match with an ``ask_r`` caller; wait in the ask queue if none waits.
 
         Returns ``Go`` (``value`` is the counterparty's value) or ``Drop``. If
         the calling task is cancelled while waiting, its request leaves the
         queue and is never matched; once matched, the ``Go`` is returned.
-        """,
-    )
-    ask_r = _blocking_request(
-        "ask_r", """The mirror image of :meth:`ask`: match with an ``ask`` caller."""
-    )
+        """
+    _ASK_R_DOC = """The mirror image of :meth:`ask`: match with an ``ask`` caller."""
+
+    if TYPE_CHECKING:  # the signatures; the bodies are made by _blocking_request
+
+        async def ask(self, value: Any = None) -> Result:
+            """See ``_ASK_DOC``."""
+
+        async def ask_r(self, value: Any = None) -> Result:
+            """See ``_ASK_R_DOC``."""
+
+    else:
+        ask = _blocking_request("ask", _ASK_DOC)
+        ask_r = _blocking_request("ask_r", _ASK_R_DOC)
 
     def nb_ask(self, value: Any = None) -> Result:
         """Match at once with a waiting ``ask_r`` request, else ``Drop(0)``; never queues."""
@@ -287,7 +254,7 @@ class Broker(Host):
         """Requests waiting in the ask_r queue (0 once closed)."""
         return self._length(self._ask_r)
 
-    def _length(self, side: _Queue) -> int:
+    def _length(self, side: QueueSide) -> int:
         if self._closed:
             return 0
         if self._nudge_armed:
@@ -328,6 +295,16 @@ class Broker(Host):
         if meter_list is not None:
             self._change_meters(meter_list, now)
 
+    def statistics(self) -> BrokerStatistics:
+        """A snapshot: waiting counts, go/drop totals, recent sojourn percentiles, lag."""
+        ask, ask_r = self._ask, self._ask_r
+        return BrokerStatistics(
+            ask=side_statistics(len(ask.state), ask.go, ask.drops, ask.recent),
+            ask_r=side_statistics(len(ask_r.state), ask_r.go, ask_r.drops, ask_r.recent),
+            scheduling_lag=self._last_lag,
+            alarms=self._alarms,
+        )
+
     def config(self) -> tuple[QueuePolicy, QueuePolicy, tuple[Meter, ...]]:
         """The running configuration: ``(ask, ask_r, meters)``."""
         return self._ask.policy, self._ask_r.policy, tuple(m for m, _ in self._meters)
@@ -355,10 +332,8 @@ class Broker(Host):
         return Sample(now, lag, 0, relative, len(self._ask.state), len(self._ask_r.state))
 
     def _answer_all(self, now: int) -> None:
-        for side in (self._ask, self._ask_r):
-            for request in side.state.terminate():
-                side.drop(request, now)
-            side.wake = None
+        self._ask.answer_all(now)
+        self._ask_r.answer_all(now)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"len={len(self._ask.state)}"

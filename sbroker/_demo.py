@@ -71,7 +71,8 @@ async def _offer(
 
 def poisson_arrivals(rate: float, seconds: float, rng: random.Random) -> list[float]:
     """Arrival times (s) of a Poisson process of ``rate`` per second over ``seconds``."""
-    times, t = [], 0.0
+    times: list[float] = []
+    t = 0.0
     while True:
         t += rng.expovariate(rate)
         if t >= seconds:

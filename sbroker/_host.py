@@ -21,6 +21,7 @@ import trio
 
 from sbroker._errors import BrokerClosed
 from sbroker._time import now_ns, to_trio_time
+from sbroker._validators import check_factory
 from sbroker.meters import Meter, MeterState, Protector, Sample
 
 logger = logging.getLogger("sbroker")
@@ -33,8 +34,7 @@ def validate_meters(meters: Iterable[Any]) -> tuple[Meter, ...]:
     result = tuple(meters)
     seen: set[type] = set()
     for meter in result:
-        if isinstance(meter, type) or not isinstance(meter, Meter):
-            raise TypeError(f"meters: {meter!r} is not a meter (it has no init method)")
+        check_factory("meters", meter, Meter, 2, "meters")
         if type(meter) in seen:
             raise ValueError(f"meters: at most one {type(meter).__name__} per host")
         seen.add(type(meter))
@@ -70,6 +70,7 @@ class Host:
         self._alarms: frozenset[str] = frozenset()
         # One flag for the hot path: closed, a protector installed, or a nudge due.
         self._guarded = False
+        self._last_lag = 0  # how late the background task woke last time (ns)
 
     def _update_guard(self) -> None:
         self._guarded = self._closed or self._protector is not None or self._nudge_armed
@@ -165,7 +166,7 @@ class Host:
                 self._timer = math.inf if due is None else due
                 continue
             self._timer = math.inf
-            lag = now - due
+            lag = self._last_lag = now - due
             self._nudge_at = None
             self._handle_timeouts(now)
             if self._meters:

@@ -25,6 +25,7 @@ from sbroker.queues._protocol import next_sequence
 Result = Go | Drop
 
 _tag_numbers = itertools.count(1)
+cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 
 
 class FreshTag:
@@ -46,7 +47,7 @@ UNTAGGED = FreshTag()
 class TaskRequest(Request):
     """A queued request whose caller is (or is about to be) a parked task."""
 
-    __slots__ = ("task", "result")
+    __slots__ = ("result", "task")
 
     def __init__(self, send_time: int, value: Any) -> None:
         # Request.__init__ inlined: this runs for every caller that waits.
@@ -56,6 +57,25 @@ class TaskRequest(Request):
         self.seq = next_sequence()
         self.task: trio.lowlevel.Task | None = None
         self.result: Result | None = None
+
+    async def wait(self, abandon: Callable[[TaskRequest], None]) -> Result:
+        """Park the calling task until the request is answered; return the answer.
+
+        If the task is cancelled while parked, ``abandon(request)`` removes it
+        from its queue, so it is never answered afterwards.
+        """
+        if self.result is not None:  # answered already, e.g. dropped on arrival
+            await cancel_shielded_checkpoint()
+            return self.result
+        self.task = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self.task = None
+            abandon(self)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        result: Result = await trio.lowlevel.wait_task_rescheduled(abort)
+        return result
 
     def answer(self, result: Result) -> None:
         """Wake the parked task with ``result``, or keep it if the task has not parked yet."""
@@ -84,7 +104,7 @@ class Pending:
       or cancelled.
     """
 
-    __slots__ = ("tag", "result", "cancelled", "_event", "_cancel")
+    __slots__ = ("_cancel", "_event", "cancelled", "result", "tag")
 
     def __init__(self, tag: Hashable, cancel: Callable[[], bool] | None = None) -> None:
         self.tag = tag

@@ -7,6 +7,7 @@ of the wrong type and ``ValueError`` for a value out of range (api.md rule 5).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -104,3 +105,20 @@ def check_bounds(low_name: str, low: int, high_name: str, high: int | None) -> N
     """Check ``low <= high`` (``high=None`` is infinity); the error names ``high_name``."""
     if high is not None and high < low:
         raise ValueError(f"{high_name} must be None or >= {low_name} ({low}), got {high}")
+
+
+def check_factory(name: str, value: object, protocol: type, arguments: int, what: str) -> None:
+    """Check that ``value`` is an instance implementing ``protocol``.
+
+    Its ``init`` must accept ``arguments`` positional arguments, which tells a
+    queue policy (``init(requests, now, on_drop)``) from a valve or meter
+    (``init(x, now)``). Raises ``TypeError`` naming ``name``.
+    """
+    if isinstance(value, type) or not isinstance(value, protocol):
+        raise TypeError(f"{name} must be {what} (with an init method), got {value!r}")
+    try:
+        inspect.signature(value.init).bind(*([None] * arguments))  # type: ignore[attr-defined]
+    except TypeError:
+        raise TypeError(f"{name} must be {what}: {value!r} has the wrong init") from None
+    except ValueError:  # no signature to inspect (a builtin): trust the protocol check
+        pass

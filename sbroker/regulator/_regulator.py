@@ -1,0 +1,417 @@
+"""The regulator: a concurrency valve in front of a queue (regulation.md §6).
+
+A task asks for a *permit* to run. While the valve is open, the ask is
+granted at once; while it is closed, the ask waits in the queue (whose policy
+may drop it) until the valve opens, when waiting asks are granted in the
+order the policy hands them out (the drain, R7). Permit holders report back:
+``done`` releases the permit, ``continue_`` asks to keep running, and the
+valve may answer ``Stop``. ``update`` feeds the valve a measurement, usually
+a broker's relative time sent by an :class:`~sbroker.meters.UpdateMeter`.
+
+Every operation ends in ``settle`` (R14), which reacts to the valve's new
+verdict: closed→open drains the queue, open→closed notes the time, and
+closed→closed lets the queue policy run its timeouts. So the invariant R3
+holds after every call: while the valve is open, no ask waits.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Hashable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from sbroker._errors import Dropped
+from sbroker._host import Host, initial_time, validate_meters
+from sbroker._pending import (
+    Pending,
+    PendingRequest,
+    TagRegistry,
+    TaskRequest,
+    cancel_shielded_checkpoint,
+    fresh_tag,
+)
+from sbroker._queue_side import QueueSide, validate_policy
+from sbroker._results import Drop, Go, NotFound, Stop
+from sbroker._time import now_ns
+from sbroker._validators import check_factory
+from sbroker.meters import Meter, Sample
+from sbroker.queues import QueuePolicy, Request, TimeoutQueue
+from sbroker.regulator._valve_protocol import Valve, ValveState, Verdict
+from sbroker.regulator.open_valve import OpenValve
+
+Result = Go | Drop
+_permit_numbers = itertools.count(1)
+
+
+class Permit:
+    """The ``ref`` of a granted ask: unique, hashable, equal only to itself."""
+
+    __slots__ = ("_number",)
+
+    def __init__(self) -> None:
+        self._number = next(_permit_numbers)
+
+    def __repr__(self) -> str:
+        return f"<permit {self._number}>"
+
+
+def validate_valve(valve: object) -> Valve:
+    """A valve argument must implement :class:`Valve`."""
+    check_factory("valve", valve, Valve, 2, "a valve")
+    return valve  # type: ignore[return-value]
+
+
+class Regulator(Host):
+    """Limits how many tasks run at once; the valve decides, the queue holds the rest.
+
+    Args:
+        queue: the queue policy of waiting asks (default ``TimeoutQueue()``).
+        valve: the valve deciding whether one more task may start (default
+            ``OpenValve()``: always, up to its ``max_size``).
+        meters: meters watching this regulator, at most one of each class.
+
+    Start :meth:`run` in a nursery (or use :func:`open_regulator`) so that
+    queue timeouts, valve wake-ups and meters run. A permit ends only by
+    :meth:`done`, a :meth:`continue_` answered ``Stop``, or closing: use
+    :meth:`permit` to release it on every exit path.
+    """
+
+    def __init__(
+        self,
+        queue: QueuePolicy | None = None,
+        valve: Valve | None = None,
+        meters: Iterable[Meter] = (),
+    ) -> None:
+        queue = validate_policy("queue", TimeoutQueue() if queue is None else queue)
+        valve = validate_valve(OpenValve() if valve is None else valve)
+        meter_list = validate_meters(meters)
+        now = initial_time()
+        super().__init__(now)
+        self._queue = QueueSide("ask", queue, now, self._schedule)
+        self._pending = TagRegistry()
+        self._valve_config = valve
+        self._valve: ValveState
+        self._valve, verdict = valve.init({}, now)
+        self._open = verdict.status == "open"
+        self._valve_wake = verdict.wake_at
+        self._schedule(verdict.wake_at)
+        self._empty_time = now  # M6
+        self._init_meters(meter_list, now)
+
+    # -- R14: reacting to the valve -------------------------------------------------
+
+    def _settle(self, verdict: Verdict, now: int, *, queue_checked: bool = False) -> None:
+        was_open = self._open
+        if verdict.status == "open":
+            self._valve_wake = verdict.wake_at
+            if not was_open:
+                self._drain(now)
+            self._schedule(self._valve_wake)
+            return
+        self._open = False
+        self._valve_wake = verdict.wake_at
+        if was_open:
+            self._empty_time = now
+        elif not queue_checked:
+            self._queue.woke(self._queue.state.handle_timeout(now))
+        self._schedule(verdict.wake_at)
+
+    def _drain(self, now: int) -> None:
+        """R7: grant waiting asks while the valve stays open."""
+        queue = self._queue
+        while True:
+            item = queue.state.handle_out(now)
+            if item is None:
+                queue.wake = None
+                self._open = True
+                self._empty_time = now
+                return
+            request, wake = item
+            queue.woke(wake)
+            ref = Permit()
+            open_time, verdict = self._valve.ask(ref, getattr(request, "task", None), now)
+            sent = request.send_time
+            request.answer(Go(ref, self, open_time - sent, now - sent))  # type: ignore[attr-defined]
+            self._valve_wake = verdict.wake_at
+            if verdict.status == "closed":
+                self._open = False
+                return
+
+    def _catch_up(self, now: int) -> None:
+        """R4: run overdue valve and queue work before handling a call."""
+        if self._nudge_armed:
+            self._nudge(now)
+        deadline = self._deadline()
+        if deadline is not None and deadline <= now:
+            self._settle(self._valve.timeout(now), now)
+
+    def _begin(self, gated: bool) -> int | None:
+        """Start a call: closed check, PIE gate (P12), nudge (M3), overdue work (R4).
+
+        Returns ``now``, or ``None`` when the protector drops a gated call.
+        """
+        self._check_open()
+        protector = self._protector
+        if gated and protector is not None and not protector.admit("ask"):
+            return None
+        now = now_ns()
+        self._catch_up(now)
+        return now
+
+    # -- asking for a permit ------------------------------------------------------------
+
+    def _grant(self, now: int, owner: Any) -> Go:
+        """R5: the valve is open; grant at once."""
+        ref = Permit()
+        open_time, verdict = self._valve.ask(ref, owner, now)
+        self._settle(verdict, now)
+        return Go(ref, self, open_time - now, 0)
+
+    def _enqueued(self, request: Request, now: int) -> None:
+        """R6: queue an ask, then let the valve re-evaluate."""
+        self._queue.enqueue(request, now)
+        self._settle(self._valve.timeout(now), now, queue_checked=True)
+
+    async def ask(self, value: Any = None) -> Result:
+        """Ask for a permit: ``Go`` (its ``ref`` is the permit) or ``Drop``.
+
+        Waits in the queue while the valve is closed. A task cancelled while
+        waiting leaves the queue and gets no permit. The permit must be
+        released with :meth:`done` (or use :meth:`permit`).
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        now = self._begin(gated=True)
+        if now is None:
+            await cancel_shielded_checkpoint()
+            return Drop(0)
+        if self._open:
+            go = self._grant(now, trio.lowlevel.current_task())
+            await cancel_shielded_checkpoint()
+            return go
+        request = TaskRequest(now, value)
+        self._enqueued(request, now)
+        return await request.wait(self._abandon)
+
+    def _abandon(self, request: Request) -> None:
+        """R12: a waiting task was cancelled."""
+        now = now_ns()
+        self._queue.woke(self._queue.state.remove(request, now))
+        self._settle(self._valve.timeout(now), now)
+
+    def nb_ask(self, value: Any = None) -> Result:
+        """A permit if the valve is open now, else ``Drop(0)``; never queues."""
+        now = self._begin(gated=True)
+        if now is None:
+            return Drop(0)
+        if self._open:
+            return self._grant(now, None)
+        self._settle(self._valve.timeout(now), now)  # R6
+        return Drop(0)
+
+    def async_ask(self, value: Any = None, *, tag: Hashable = None) -> Pending:
+        """Ask without blocking: a :class:`~sbroker.Pending`, settled at once if open."""
+        result = self._ask_async(value, tag, dynamic=False)
+        assert isinstance(result, Pending)
+        return result
+
+    def dynamic_ask(self, value: Any = None, *, tag: Hashable = None) -> Result | Pending:
+        """``Go`` if the valve is open, else as :meth:`async_ask`."""
+        return self._ask_async(value, tag, dynamic=True)
+
+    def _ask_async(self, value: Any, tag: Hashable, dynamic: bool) -> Result | Pending:
+        tag = fresh_tag(tag)
+        now = self._begin(gated=True)
+        if now is None:
+            return Drop(0) if dynamic else Pending.settled(tag, Drop(0))
+        if self._open:
+            go = self._grant(now, None)
+            return go if dynamic else Pending.settled(tag, go)
+        pending = Pending(tag)
+        request = PendingRequest(now, value, pending, self._pending)
+        pending._cancel = lambda: self._cancel_pending(request)
+        self._enqueued(request, now)
+        return pending
+
+    def _cancel_pending(self, request: PendingRequest) -> bool:
+        now = self._begin(gated=False)
+        assert now is not None
+        self._pending.discard(request)
+        request.pending._mark_cancelled()
+        self._abandon(request)
+        return True
+
+    @asynccontextmanager
+    async def permit(self, value: Any = None) -> AsyncIterator[Go]:
+        """Hold a permit for the block; it is released however the block exits.
+
+        Raises :class:`~sbroker.Dropped` (carrying the ``Drop``) if the ask is
+        dropped.
+        """
+        result = await self.ask(value)
+        if isinstance(result, Drop):
+            raise Dropped(result)
+        try:
+            yield result
+        finally:
+            if not self._closed:
+                self.done(result.ref)
+
+    # -- permit holders --------------------------------------------------------------------
+
+    def continue_(self, ref: Hashable) -> Go | Stop | NotFound:
+        """R8: may the holder of permit ``ref`` keep running?
+
+        ``Go`` (same ref): keep running. ``Stop``: the permit has been
+        released and the task must stop. ``NotFound``: unknown permit.
+        Decided by the valve at once, ahead of every waiting ask.
+        """
+        now = self._begin(gated=False)
+        assert now is not None
+        kind, open_time, verdict = self._valve.continue_(ref, now)
+        self._settle(verdict, now)
+        if kind == "go":
+            assert open_time is not None
+            return Go(ref, self, open_time - now, 0)
+        return Stop(0) if kind == "done" else NotFound(0)
+
+    def done(self, ref: Hashable) -> bool:
+        """R9: release permit ``ref``; ``False`` if it is unknown (or released already)."""
+        now = self._begin(gated=False)
+        assert now is not None
+        found, verdict = self._valve.done(ref, now)
+        self._settle(verdict, now)
+        return found
+
+    def update(self, relative_time_ns: int) -> None:
+        """R10: feed the valve a measurement in ns (e.g. a broker's relative time)."""
+        if not isinstance(relative_time_ns, int) or isinstance(relative_time_ns, bool):
+            raise TypeError(f"relative_time_ns must be an int of ns, got {relative_time_ns!r}")
+        now = self._begin(gated=False)
+        assert now is not None
+        self._settle(self._valve.update(relative_time_ns, now), now)
+
+    def cancel(self, tag: Hashable) -> int:
+        """R11: remove every waiting async ask tagged ``tag``; return how many."""
+        now = self._begin(gated=False)
+        assert now is not None
+        count = 0
+        if not self._open:
+            count, wake = self._queue.state.handle_cancel(tag, now)
+            self._queue.woke(wake)
+        for request in self._pending.take(tag):
+            request.pending._mark_cancelled()
+        self._settle(self._valve.timeout(now), now)
+        return count
+
+    def len(self) -> int:
+        """Asks waiting (0 once closed)."""
+        if self._closed:
+            return 0
+        self._catch_up(now_ns())
+        return len(self._queue.state)
+
+    def size(self) -> int:
+        """Permits held (0 once closed)."""
+        if self._closed:
+            return 0
+        self._catch_up(now_ns())
+        return self._valve.size()
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def change_config(
+        self,
+        *,
+        queue: QueuePolicy | None = None,
+        valve: Valve | None = None,
+        meters: Iterable[Meter] | None = None,
+    ) -> None:
+        """R17: reconfigure live; ``None`` keeps a part.
+
+        No waiting ask is lost (queues.md Q7); permits are never revoked: a
+        valve of the same class keeps its state, another class takes over the
+        running permits, and above a new ``max_size`` the valve stays closed
+        and ``continue_`` answers ``Stop``. Invalid arguments raise
+        ``TypeError``/``ValueError`` naming them, and nothing changes.
+        """
+        self._check_open()
+        if queue is not None:
+            validate_policy("queue", queue)
+        if valve is not None:
+            validate_valve(valve)
+        meter_list = None if meters is None else validate_meters(meters)
+        now = self._begin(gated=False)
+        assert now is not None
+        if queue is not None:
+            self._queue.change(queue, now)
+        if valve is None:
+            verdict = self._valve.timeout(now)
+        elif type(valve) is type(self._valve_config):
+            verdict = self._valve.config_change(valve, now)
+        else:
+            self._valve, verdict = valve.init(self._valve.terminate(), now)
+        self._valve_config = self._valve_config if valve is None else valve
+        if meter_list is not None:
+            self._change_meters(meter_list, now)
+        self._settle(verdict, now)
+
+    def config(self) -> tuple[QueuePolicy, Valve, tuple[Meter, ...]]:
+        """The running configuration: ``(queue, valve, meters)``."""
+        return self._queue.policy, self._valve_config, tuple(m for m, _ in self._meters)
+
+    # -- host hooks ------------------------------------------------------------------------
+
+    def _deadline(self) -> int | None:
+        valve, queue = self._valve_wake, self._queue.wake
+        if valve is None:
+            return queue
+        return valve if queue is None else min(valve, queue)
+
+    def _handle_timeouts(self, now: int) -> None:
+        deadline = self._deadline()
+        if deadline is not None and deadline <= now:
+            self._settle(self._valve.timeout(now), now)
+
+    def _sample(self, now: int, lag: int) -> Sample:
+        """M6: open: how long the valve has stood open unused; closed: as M5 on the queue."""
+        if self._open:
+            open_time = self._valve.open_time()
+            reference = now if open_time is None else min(open_time, now)
+            relative = reference - now
+            self._empty_time = reference
+        else:
+            oldest = self._queue.state.send_time()
+            reference = self._empty_time if oldest is None else oldest
+            relative = now - reference
+            self._empty_time = reference
+        return Sample(now, lag, 0, relative, len(self._queue.state), 0)
+
+    def _answer_all(self, now: int) -> None:
+        self._queue.answer_all(now)
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return f"<Regulator closed valve={self._valve_config!r}>"
+        return (
+            f"<Regulator {'open' if self._open else 'closed'} size={self._valve.size()} "
+            f"len={len(self._queue.state)} valve={self._valve_config!r}>"
+        )
+
+
+@asynccontextmanager
+async def open_regulator(
+    queue: QueuePolicy | None = None,
+    valve: Valve | None = None,
+    meters: Iterable[Meter] = (),
+) -> AsyncIterator[Regulator]:
+    """Create a :class:`Regulator`, run it for the block, close it after."""
+    regulator = Regulator(queue=queue, valve=valve, meters=meters)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(regulator.run)
+        try:
+            yield regulator
+        finally:
+            regulator.close()
