@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from sbroker._results import Drop
 from sbroker._statistics import recent_window
-from sbroker._validators import check_factory
 from sbroker._time import now_ns
+from sbroker._validators import check_factory
 from sbroker.queues import QueuePolicy, QueueState, Request
 
 

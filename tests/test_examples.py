@@ -72,3 +72,13 @@ def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli_main(["demo", "--load", "0"])
     assert "--load" in capsys.readouterr().err
+
+
+def test_custom_meter_logs_relative_time() -> None:
+    example = load_example("congestion_log")
+    log = trio.run(example.main, clock=trio.testing.MockClock(autojump_threshold=0))
+    times = [entry[0] for entry in log]
+    assert times == sorted(times) and len(log) >= 8
+    assert all(b - a >= 0.1 - 1e-9 for a, b in zip(times, times[1:]))  # one entry per period
+    assert max(entry[1] for entry in log) > 0  # clients waited for the worker (M5: rt > 0)
+    assert log[-1][1] < 0 and log[-1][3] == 1  # then the idle worker waited (rt < 0)

@@ -143,7 +143,7 @@ async def test_queued_asks_admitted_as_valve_opens(clock: trio.testing.MockClock
             for result in results:
                 assert isinstance(result, Go)
                 assert result.sojourn_time == 1000 * MS and result.relative_time == 1000 * MS
-            for result in list(results):
+            for result in results:
                 regulator.done(result.ref)  # type: ignore[attr-defined]
         assert regulator.size() == 1
 

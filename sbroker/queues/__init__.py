@@ -6,12 +6,18 @@ write your own.
 """
 
 from sbroker.queues._protocol import DropCallback, QueuePolicy, QueueState, Request
+from sbroker.queues.adaptive import AdaptiveQueue
+from sbroker.queues.codel import CodelQueue
 from sbroker.queues.drop import DropQueue
+from sbroker.queues.fair import FairQueue
 from sbroker.queues.timeout import TimeoutQueue
 
 __all__ = [
+    "AdaptiveQueue",
+    "CodelQueue",
     "DropCallback",
     "DropQueue",
+    "FairQueue",
     "QueuePolicy",
     "QueueState",
     "Request",

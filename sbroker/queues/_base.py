@@ -51,7 +51,7 @@ class DequeState:
     ``handle_out``, and extend ``_adopt`` to take their own parameters.
     """
 
-    __slots__ = ("_queue", "_on_drop", "_lifo", "_drop_head", "_min_len", "_max_len")
+    __slots__ = ("_drop_head", "_lifo", "_max_len", "_min_len", "_on_drop", "_queue")
 
     def __init__(self, policy: Any, requests: Sequence[Request], on_drop: DropCallback) -> None:
         self._queue: deque[Request] = deque(requests)

@@ -38,7 +38,7 @@ class Request:
     identity.
     """
 
-    __slots__ = ("send_time", "value", "tag", "seq")
+    __slots__ = ("send_time", "seq", "tag", "value")
 
     def __init__(self, send_time: int, value: Any = None, tag: Hashable = None) -> None:
         self.send_time = send_time
