@@ -417,6 +417,10 @@ def _p99_check(
     )
 
 
+#: Loads at which the FairQueue target (well-behaved clients >= 80% served) applies.
+FAIR_TARGET_LOADS = (1.2, 2.0)
+
+
 def check_targets(runs: dict[tuple[float, str], Run]) -> list[tuple[bool, str]]:
     """The benchmark's targets that the given runs allow to check."""
     checks = [
@@ -439,25 +443,18 @@ def check_targets(runs: dict[tuple[float, str], Run]) -> list[tuple[bool, str]]:
             )
     fair = "FairQueue(CodelQueue(0.01, 0.1))"
     for (load, name), run in sorted(runs.items()):
-        if name != fair:
+        # The fair-share target is set at 1.2x and 2x. From about 2.4x on it is out of
+        # reach for this client mix: a backlogged fair share (capacity / 10 clients)
+        # is below 80% of a well-behaved client's demand.
+        if name != fair or load not in FAIR_TARGET_LOADS:
             continue
         fractions = run.client_fractions()
-        demand = load * CAPACITY * SHARES[1] / sum(SHARES)  # per well-behaved client, /s
-        fair_share = CAPACITY / len(SHARES)  # max-min share when every client is backlogged
         detail = (
             f"{load:g}x: {name} well-behaved clients served {min(fractions[1:]):.1%} .. "
             f"{max(fractions[1:]):.1%} of their demand (need >= 80%), p99 "
             f"{run.client_p99_ms(False):.0f} ms; greedy client {fractions[0]:.1%}, p99 "
             f"{run.client_p99_ms(True):.0f} ms"
         )
-        if demand * 0.8 > fair_share:
-            served_rate = min(fractions[1:]) * demand
-            detail += (
-                f"; INFEASIBLE here: each well-behaved client asks {demand:.0f}/s, but the fair "
-                f"share of {CAPACITY:g}/s among {len(SHARES)} backlogged clients is "
-                f"{fair_share:.0f}/s ({fair_share / demand:.0%} of demand); the worst-served "
-                f"one got {served_rate:.1f}/s"
-            )
         checks.append((min(fractions[1:]) >= 0.8, detail))
     return [check for check in checks if check is not None]
 

@@ -1,0 +1,179 @@
+"""AdaptiveQueue: a waiting-time cap that tightens under congestion (queues.md §5a).
+
+Theory of operation
+-------------------
+
+CoDel raises its drop rate with the square root of the number of drops. That
+suits senders that slow down when they see drops, but a request queue usually
+faces open-loop load: callers keep arriving however many of them are turned
+away. Under sustained overload CoDel's rate then lags behind the arrivals and
+the waiting times keep growing.
+
+This policy caps the waiting time directly instead. The state is the queue
+and ``empty_at``, the last time the queue was seen empty (in effect, when it
+last became non-empty). A queue that keeps emptying is healthy: it drains
+whatever bursts it gets, so a request may wait up to ``timeout``. A queue that
+has stayed non-empty for ``interval`` is congested (A3): it has a standing
+backlog, a request that has already waited ``target`` is unlikely to be served
+while its caller still cares, and the cap drops to ``target``. The cap is
+applied at the current time, so the moment congestion begins every request
+that has waited ``target`` goes at once, not just later arrivals (A4).
+
+Optionally (``out="adaptive"``) the queue serves the newest request while
+congested and the oldest otherwise: under a backlog the newest callers are the
+ones most likely still to be waiting for an answer.
+
+The check drops from the head only: send times grow along the queue, so the
+head is always the first to exceed the cap. The wake time (A8) is therefore
+the head's deadline under the current cap, or, while not congested, the moment
+congestion would begin (``empty_at + interval``) if that comes first.
+
+Every path that finds or leaves the queue empty resets ``empty_at`` (A2): an
+arrival at an empty queue (``handle_in``), and the end of any check or
+``handle_out`` that leaves it empty (drops, serving, cancel, remove, trims).
+Replacing the only request at ``max_len=1`` with head drop does not count.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from sbroker import _validators
+from sbroker._units import optional_ns, to_ns
+from sbroker.queues._base import (
+    DequePolicy,
+    DequeState,
+    check_lengths,
+    drop_field,
+    max_len_field,
+    min_len_field,
+    out_field,
+)
+from sbroker.queues._protocol import Request
+
+
+class _AdaptiveState(DequeState):
+    __slots__ = ("_adaptive", "_empty_at", "_interval", "_target", "_timeout")
+
+    _empty_at: int
+
+    def _adopt(self, policy: AdaptiveQueue) -> None:
+        super()._adopt(policy)
+        self._adaptive = policy.out == "adaptive"
+        self._target = to_ns(policy.target)
+        self._interval = to_ns(policy.interval)
+        self._timeout = optional_ns(policy.timeout)
+
+    def start(self, now: int) -> int | None:
+        self._empty_at = now  # A2: init, also when taking over requests
+        return self._trim_and_check(now)
+
+    def _expire(self, now: int) -> bool:
+        """A4: drop heads past the current limit while more than ``min_len`` wait.
+
+        Returns whether the queue is congested at ``now`` (A3); only meaningful
+        while the queue is non-empty. Congestion cannot change during the loop:
+        ``empty_at`` only moves when the queue empties, which ends the loop.
+        """
+        congested = now - self._empty_at >= self._interval
+        queue = self._queue
+        min_len = self._min_len
+        if len(queue) > min_len:
+            limit = self._target if congested else self._timeout
+            if limit is not None:
+                deadline = now - limit
+                on_drop = self._on_drop
+                while len(queue) > min_len and queue[0].send_time <= deadline:
+                    on_drop(queue.popleft(), now)
+        return congested
+
+    def _wake(self, congested: bool) -> int | None:
+        """A8 on a non-empty queue, given the congestion state of the last check."""
+        queue = self._queue
+        if len(queue) <= self._min_len:
+            return None
+        if congested:
+            return queue[0].send_time + self._target
+        congestion_at = self._empty_at + self._interval
+        if self._timeout is None:
+            return congestion_at
+        expiry = queue[0].send_time + self._timeout
+        return min(expiry, congestion_at)
+
+    def _check(self, now: int) -> int | None:
+        congested = self._expire(now)
+        if not self._queue:
+            self._empty_at = now  # A2: found or left empty
+            return None
+        return self._wake(congested)
+
+    def handle_in(self, request: Request, now: int) -> int | None:
+        """A5: an arrival at an empty queue restarts ``empty_at``; then Q11 and A4."""
+        if not self._queue:
+            self._empty_at = now
+        self._admit(request, now)
+        return self._check(now)
+
+    def handle_out(self, now: int) -> tuple[Request, int | None] | None:
+        """A6: check, then serve the head, or the tail (lifo; adaptive when congested)."""
+        congested = self._expire(now)
+        queue = self._queue
+        if not queue:
+            self._empty_at = now
+            return None
+        if self._lifo or (self._adaptive and congested):
+            request = queue.pop()
+        else:
+            request = queue.popleft()
+        if not queue:
+            self._empty_at = now
+            return request, None
+        return request, self._wake(congested)
+
+
+def _check_timeout(policy: AdaptiveQueue) -> None:
+    """A1: ``timeout`` is ``None`` or at least ``target``, compared in ns."""
+    if policy.timeout is not None and to_ns(policy.timeout) < to_ns(policy.target):
+        raise ValueError(
+            f"timeout must be None or >= target ({policy.target!r}), got {policy.timeout!r}"
+        )
+
+
+@attrs.frozen
+class AdaptiveQueue(DequePolicy):
+    """A queue that caps waiting at ``timeout``, tightened to ``target`` under congestion.
+
+    The queue is congested once it has stayed non-empty for ``interval``.
+    While congested, a request that has waited ``target`` is dropped; otherwise
+    a request is dropped once it has waited ``timeout``. Drops always take the
+    oldest request and never leave fewer than ``min_len`` waiting.
+
+    Args:
+        target: seconds a request may wait while the queue is congested.
+        interval: seconds the queue must stay non-empty to count as congested
+            (at least 1 ns).
+        timeout: seconds a request may wait while the queue is not congested
+            (``None``: forever); must be ``>= target``.
+        out: ``"fifo"`` serves the oldest request, ``"lifo"`` the newest,
+            ``"adaptive"`` the newest while congested and the oldest otherwise.
+        drop: at ``max_len``, ``"tail"`` drops the arriving request,
+            ``"head"`` drops the oldest one to make room.
+        min_len: time-based drops never go below this many waiting requests.
+        max_len: ``None`` (unbounded) or the most requests held.
+    """
+
+    target: float = attrs.field(default=0.1, validator=_validators.duration())
+    interval: float = attrs.field(default=1.0, validator=_validators.duration(positive=True))
+    timeout: float | None = attrs.field(
+        default=5.0, validator=_validators.duration(allow_none=True)
+    )
+    out: str = out_field("fifo", "lifo", "adaptive")
+    drop: str = drop_field()
+    min_len: int = min_len_field()
+    max_len: int | None = max_len_field()
+
+    _state_class = _AdaptiveState
+
+    def __attrs_post_init__(self) -> None:
+        _check_timeout(self)
+        check_lengths(self)
