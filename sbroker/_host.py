@@ -195,27 +195,16 @@ class Host:
     def _change_meters(self, meters: Sequence[Meter], now: int) -> None:
         """M2: close old-only meters, init new-only ones, config_change kept ones."""
         old = {type(meter): state for meter, state in self._meters}
-        new_types = {type(meter) for meter in meters}
+        kept = {type(meter) for meter in meters} & old.keys()
         for meter_type, state in old.items():
-            if meter_type not in new_types:
+            if meter_type not in kept:
                 state.close()
-        new_meters: list[tuple[Meter, MeterState]] = []
-        fresh: list[tuple[int, Meter]] = []
-        for index, meter in enumerate(meters):
-            if type(meter) in old:
-                new_meters.append((meter, old[type(meter)]))
-            else:
-                fresh.append((index, meter))
-                new_meters.append((meter, None))  # type: ignore[arg-type]
-        wakes: list[int | None] = []
-        for index, meter in fresh:
-            state, wake = meter.init(self, now)
-            new_meters[index] = (meter, state)
-            wakes.append(wake)
-        for meter, state in new_meters:
-            if type(meter) in old:
-                wakes.append(state.config_change(meter, now))
-        self._meters = new_meters
+        started = {type(m): m.init(self, now) for m in meters if type(m) not in kept}
+        wakes = [wake for _state, wake in started.values()]
+        wakes += [old[type(m)].config_change(m, now) for m in meters if type(m) in kept]
+        self._meters = [
+            (m, old[type(m)] if type(m) in kept else started[type(m)][0]) for m in meters
+        ]
         self._meter_wake = _earliest(wakes, now)
         if self._meters and self._nudge_at is None:
             self._nudge_armed = True

@@ -228,3 +228,30 @@ async def test_invalid_change_config_changes_nothing(clock: trio.testing.MockClo
         with pytest.raises(TypeError, match="valve"):
             regulator.change_config(queue=DropQueue(), valve="open")  # type: ignore[arg-type]
         assert regulator.config() == before
+
+
+async def test_underload_alarm_on_an_unused_open_valve(clock: trio.testing.MockClock) -> None:
+    # M13 with M6: an open valve nobody uses for `interval` raises "valve_slow".
+    from sbroker.meters import UnderloadMeter
+
+    calls: list[tuple[bool, str]] = []
+    meter = UnderloadMeter(
+        target=0.1, interval=0.5, on_alarm=lambda host, on, what: calls.append((on, what))
+    )
+    async with open_regulator(valve=OpenValve(max_size=1), meters=[meter]) as regulator:
+        regulator.len()  # a call: a meter pass now
+        await trio.sleep(0.2)
+        regulator.len()  # open and unused for 200 ms >= target: slow
+        await trio.sleep(0.6)
+        regulator.len()  # still unused 0.5 s later: the alarm sets
+        await trio.testing.wait_all_tasks_blocked()
+        assert regulator.alarms() == frozenset({"valve_slow"})
+        held = await regulator.ask()  # the valve closes: M6 rt >= 0, fast
+        await trio.sleep(0.1)
+        regulator.len()
+        await trio.sleep(0.6)
+        regulator.len()
+        await trio.testing.wait_all_tasks_blocked()
+        assert regulator.alarms() == frozenset()
+        assert calls == [(True, "valve_slow"), (False, "valve_slow")]
+        regulator.done(held.ref)  # type: ignore[union-attr]
