@@ -28,16 +28,24 @@ _tag_numbers = itertools.count(1)
 cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 
 
-class FreshTag:
-    """A unique tag made for an async request given none; equal only to itself."""
+class Token:
+    """A unique value, equal only to itself, printed with a number: ``<tag 7>``."""
 
     __slots__ = ("_number",)
+    _label = "token"
 
     def __init__(self) -> None:
         self._number = next(_tag_numbers)
 
     def __repr__(self) -> str:
-        return f"<tag {self._number}>"
+        return f"<{self._label} {self._number}>"
+
+
+class FreshTag(Token):
+    """A unique tag made for an async request given none."""
+
+    __slots__ = ()
+    _label = "tag"
 
 
 #: The tag of blocking requests: no caller can name it, so ``cancel`` never reaches them.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -122,3 +123,12 @@ def check_factory(name: str, value: object, protocol: type, arguments: int, what
         raise TypeError(f"{name} must be {what}: {value!r} has the wrong init") from None
     except ValueError:  # no signature to inspect (a builtin): trust the protocol check
         pass
+
+
+def rng_or_new(value: random.Random | None) -> random.Random:
+    """attrs converter for ``rng=``: the given ``random.Random``, or a fresh one."""
+    if value is None:
+        return random.Random()
+    if not isinstance(value, random.Random):
+        raise TypeError(f"rng must be None or a random.Random, got {value!r}")
+    return value

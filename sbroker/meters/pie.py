@@ -137,14 +137,6 @@ def _ask_r_side(value: Mapping[str, float]) -> PieSide:
     return _convert_side("ask_r", value)
 
 
-def _fresh_rng(value: random.Random | None) -> random.Random:
-    if value is None:
-        return random.Random()
-    if not isinstance(value, random.Random):
-        raise TypeError(f"rng must be None or a random.Random, got {value!r}")
-    return value
-
-
 @attrs.frozen
 class PieMeter:
     """Drop gated requests at random to keep each side's sojourn near a target.
@@ -174,7 +166,7 @@ class PieMeter:
     min_len: int = attrs.field(default=0, validator=_validators.count())
     max_len: int | None = attrs.field(default=None, validator=_validators.count(allow_none=True))
     rng: random.Random = attrs.field(
-        default=None, converter=_fresh_rng, eq=False, repr=False, kw_only=True
+        default=None, converter=_validators.rng_or_new, eq=False, repr=False, kw_only=True
     )
 
     def __attrs_post_init__(self) -> None:

@@ -65,14 +65,6 @@ def _convert_targets(value: Iterable[tuple[Any, ...]]) -> tuple[Target, ...]:
     return tuple(targets)
 
 
-def _fresh_rng(value: random.Random | None) -> random.Random:
-    if value is None:
-        return random.Random()
-    if not isinstance(value, random.Random):
-        raise TypeError(f"rng must be None or a random.Random, got {value!r}")
-    return value
-
-
 @attrs.frozen
 class UpdateMeter:
     """Send the host's relative time to regulators, about every ``update`` seconds.
@@ -92,7 +84,7 @@ class UpdateMeter:
 
     targets: tuple[Target, ...] = attrs.field(converter=_convert_targets)
     rng: random.Random = attrs.field(
-        default=None, converter=_fresh_rng, eq=False, repr=False, kw_only=True
+        default=None, converter=_validators.rng_or_new, eq=False, repr=False, kw_only=True
     )
 
     def init(self, host: MeterHost, now: int) -> tuple[_UpdateMeterState, int]:

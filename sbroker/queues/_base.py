@@ -171,6 +171,9 @@ class DequePolicy:
 
     _state_class: ClassVar[type[DequeState]]
 
+    def __attrs_post_init__(self) -> None:
+        check_lengths(self)  # Q9, after attrs ran the per-field validators
+
     def init(
         self, requests: Sequence[Request], now: int, on_drop: DropCallback
     ) -> tuple[DequeState, int | None]:

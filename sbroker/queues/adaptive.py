@@ -43,7 +43,6 @@ from sbroker._units import optional_ns, to_ns
 from sbroker.queues._base import (
     DequePolicy,
     DequeState,
-    check_lengths,
     drop_field,
     max_len_field,
     min_len_field,
@@ -176,4 +175,4 @@ class AdaptiveQueue(DequePolicy):
 
     def __attrs_post_init__(self) -> None:
         _check_timeout(self)
-        check_lengths(self)
+        super().__attrs_post_init__()

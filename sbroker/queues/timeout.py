@@ -16,7 +16,6 @@ from sbroker._units import optional_ns
 from sbroker.queues._base import (
     DequePolicy,
     DequeState,
-    check_lengths,
     drop_field,
     max_len_field,
     min_len_field,
@@ -82,6 +81,3 @@ class TimeoutQueue(DequePolicy):
     max_len: int | None = max_len_field()
 
     _state_class = _TimeoutState
-
-    def __attrs_post_init__(self) -> None:
-        check_lengths(self)

@@ -16,7 +16,6 @@ holds after every call: while the valve is open, no ask waits.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator, Hashable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +29,7 @@ from sbroker._pending import (
     PendingRequest,
     TagRegistry,
     TaskRequest,
+    Token,
     cancel_shielded_checkpoint,
     fresh_tag,
 )
@@ -43,19 +43,13 @@ from sbroker.regulator._valve_protocol import Valve, ValveState, Verdict
 from sbroker.regulator.open_valve import OpenValve
 
 Result = Go | Drop
-_permit_numbers = itertools.count(1)
 
 
-class Permit:
+class Permit(Token):
     """The ``ref`` of a granted ask: unique, hashable, equal only to itself."""
 
-    __slots__ = ("_number",)
-
-    def __init__(self) -> None:
-        self._number = next(_permit_numbers)
-
-    def __repr__(self) -> str:
-        return f"<permit {self._number}>"
+    __slots__ = ()
+    _label = "permit"
 
 
 def validate_valve(valve: object) -> Valve:
