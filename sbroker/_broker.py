@@ -27,15 +27,17 @@ from sbroker._pending import (
     fresh_tag,
 )
 from sbroker._queue_side import QueueSide, validate_policy
-from sbroker._results import Drop, Go
-from sbroker._statistics import BrokerStatistics, side_statistics
+from sbroker._results import Drop, Go, new_go
+from sbroker._statistics import BrokerStatistics, recent_window, side_statistics
 from sbroker._time import now_ns
+from sbroker._units import NS_PER_SECOND
 from sbroker.meters import Meter, Sample
 from sbroker.queues import QueuePolicy, TimeoutQueue
 
 Result = Go | Drop
 _match_refs = itertools.count(1)
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+_current_time = trio.current_time
 
 
 def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[Result]]:
@@ -43,7 +45,7 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
 
     async def request(self: Broker, value: Any = None) -> Result:
         await _checkpoint_if_cancelled()
-        now = now_ns()
+        now = round(_current_time() * NS_PER_SECOND)  # now_ns(), inlined
         side, other = self._sides[name]
         if self._guarded and not self._admit(side, now):
             side.drops += 1
@@ -93,6 +95,8 @@ class Broker(Host):
         self._ask_r = QueueSide("ask_r", ask_r, now, self._schedule)
         self._sides = {"ask": (self._ask, self._ask_r), "ask_r": (self._ask_r, self._ask)}
         self._pending = TagRegistry()
+        self._matches = 0  # every match answers one ask and one ask_r Go
+        self._recent = recent_window()  # waits of recent matches: > 0 ask waited, < 0 ask_r
         self._waiting = self._ask_r  # M5: the side that last found the other empty
         self._empty_time = now
         self._init_meters(meter_list, now)
@@ -125,12 +129,10 @@ class Broker(Host):
             self._schedule(wake)
         ref = next(_match_refs)
         waited = now - request.send_time
-        other.go += 1
-        other.recent.append(waited)
-        side.go += 1
-        side.recent.append(0)
-        request.answer(Go(ref, value, waited, waited))  # type: ignore[attr-defined]
-        return Go(ref, request.value, -waited, 0)
+        self._matches += 1
+        self._recent.append(other.sign * waited)
+        request.answer(new_go(ref, value, waited, waited))  # type: ignore[attr-defined]
+        return new_go(ref, request.value, -waited, 0)
 
     def _request_nowait(self, side: QueueSide, other: QueueSide, value: Any) -> Result:
         now = now_ns()
@@ -297,10 +299,12 @@ class Broker(Host):
 
     def statistics(self) -> BrokerStatistics:
         """A snapshot: waiting counts, go/drop totals, recent sojourn percentiles, lag."""
-        ask, ask_r = self._ask, self._ask_r
+        ask, ask_r, recent, matches = self._ask, self._ask_r, self._recent, self._matches
         return BrokerStatistics(
-            ask=side_statistics(len(ask.state), ask.go, ask.drops, ask.recent),
-            ask_r=side_statistics(len(ask_r.state), ask_r.go, ask_r.drops, ask_r.recent),
+            ask=side_statistics(len(ask.state), matches, ask.drops, [max(w, 0) for w in recent]),
+            ask_r=side_statistics(
+                len(ask_r.state), matches, ask_r.drops, [max(-w, 0) for w in recent]
+            ),
             scheduling_lag=self._last_lag,
             alarms=self._alarms,
         )

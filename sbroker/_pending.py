@@ -11,7 +11,7 @@ the request inside ``handle_in``), so answers are stored until then.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import outcome
@@ -52,6 +52,11 @@ class FreshTag(Token):
 UNTAGGED = FreshTag()
 
 
+async def _answered(result: Result) -> Result:
+    await cancel_shielded_checkpoint()
+    return result
+
+
 class TaskRequest(Request):
     """A queued request whose caller is (or is about to be) a parked task."""
 
@@ -66,15 +71,15 @@ class TaskRequest(Request):
         self.task: trio.lowlevel.Task | None = None
         self.result: Result | None = None
 
-    async def wait(self, abandon: Callable[[TaskRequest], None]) -> Result:
-        """Park the calling task until the request is answered; return the answer.
+    def wait(self, abandon: Callable[[TaskRequest], None]) -> Awaitable[Result]:
+        """Park the calling task until the request is answered; await the answer.
 
         If the task is cancelled while parked, ``abandon(request)`` removes it
-        from its queue, so it is never answered afterwards.
+        from its queue, so it is never answered afterwards. A plain function
+        returning trio's awaitable: no coroutine frame of its own on the hot path.
         """
         if self.result is not None:  # answered already, e.g. dropped on arrival
-            await cancel_shielded_checkpoint()
-            return self.result
+            return _answered(self.result)
         self.task = trio.lowlevel.current_task()
 
         def abort(_: object) -> trio.lowlevel.Abort:
@@ -82,8 +87,7 @@ class TaskRequest(Request):
             abandon(self)
             return trio.lowlevel.Abort.SUCCEEDED
 
-        result: Result = await trio.lowlevel.wait_task_rescheduled(abort)
-        return result
+        return trio.lowlevel.wait_task_rescheduled(abort)
 
     def answer(self, result: Result) -> None:
         """Wake the parked task with ``result``, or keep it if the task has not parked yet."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sbroker._results import Drop
-from sbroker._statistics import recent_window
 from sbroker._time import now_ns
 from sbroker._validators import check_factory
 from sbroker.queues import QueuePolicy, QueueState, Request
@@ -23,16 +22,15 @@ class QueueSide:
     ``schedule(wake)`` tells the host's timer about a new wake time.
     """
 
-    __slots__ = ("_schedule", "drops", "go", "name", "policy", "recent", "state", "wake")
+    __slots__ = ("_schedule", "drops", "name", "policy", "sign", "state", "wake")
 
     def __init__(
         self, name: str, policy: QueuePolicy, now: int, schedule: Callable[[int], None]
     ) -> None:
         self.name = name
         self._schedule = schedule
-        self.go = 0  # requests of this side answered Go
         self.drops = 0  # requests of this side answered Drop
-        self.recent = recent_window()  # sojourn times of recent matches
+        self.sign = -1 if name == "ask_r" else 1  # how its waits are signed in recent matches
         self.policy = policy
         self.state: QueueState
         self.state, self.wake = policy.init([], now, self.drop)

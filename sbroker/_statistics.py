@@ -17,7 +17,8 @@ class SideStatistics:
 
     Attributes:
         waiting: requests waiting in this side's queue now.
-        go: requests of this side answered ``Go`` since the broker started.
+        go: requests of this side answered ``Go`` since the broker started (each
+            match answers one request of each side, so both sides show the same).
         drop: requests of this side answered ``Drop`` since the broker
             started (by the queue policy, at the door, by ``nb_*`` calls with
             nobody waiting, or by closing).

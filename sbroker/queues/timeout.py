@@ -45,6 +45,19 @@ class _TimeoutState(DequeState):
                 return None
         return queue[0].send_time + timeout
 
+    def handle_in(self, request: Request, now: int) -> int | None:
+        # Q11 then T3/T7, answering the common case (a fresh head) without the check loop.
+        queue = self._queue
+        if self._max_len is None:
+            queue.append(request)
+        else:
+            self._admit(request, now)
+        timeout = self._timeout
+        if timeout is None or len(queue) <= self._min_len:
+            return None
+        expiry = queue[0].send_time + timeout
+        return expiry if expiry > now else self._check(now)
+
     def handle_out(self, now: int) -> tuple[Request, int | None] | None:
         queue = self._queue
         timeout = self._timeout
