@@ -76,7 +76,6 @@ def test_report_and_plot(
     out = capsys.readouterr().out
     assert "Load 2x" in out and "TimeoutQueue(1.0)" in out
     assert "PASS" in out or "FAIL" in out
-    pytest.importorskip("matplotlib")
     path = tmp_path / "img" / "overload.png"
     overload.plot(runs, 2.0, path)
     assert path.stat().st_size > 10_000
