@@ -17,7 +17,7 @@ import trio
 
 from sbroker._broker import open_broker
 from sbroker._results import Go
-from sbroker.queues import CodelQueue, QueuePolicy, TimeoutQueue
+from sbroker.queues import AdaptiveQueue, CodelQueue, QueuePolicy, TimeoutQueue
 
 NS_PER_MS = 1_000_000
 
@@ -91,6 +91,10 @@ async def run_demo(
         (
             "CodelQueue(0.01, 0.1, max_len=40)",
             CodelQueue(target=0.01, interval=0.1, max_len=40),
+        ),
+        (
+            "AdaptiveQueue(0.01, 0.1, timeout=0.5)",
+            AdaptiveQueue(target=0.01, interval=0.1, timeout=0.5),
         ),
     ]
     tallies = [Tally(name) for name, _ in strategies]

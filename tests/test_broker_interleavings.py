@@ -44,8 +44,13 @@ def random_policy(rng: random.Random) -> QueuePolicy:
         lambda: TimeoutQueue(timeout, out=out, drop=drop, min_len=min_len, max_len=max_len),
         lambda: CodelQueue(0.005, 0.02, out=out, drop=drop, min_len=min_len, max_len=max_len),
         lambda: AdaptiveQueue(
-            0.005, 0.02, 0.1, out=rng.choice(["fifo", "lifo", "adaptive"]),
-            drop=drop, min_len=min_len, max_len=max_len,
+            0.005,
+            0.02,
+            0.1,
+            out=rng.choice(["fifo", "lifo", "adaptive"]),
+            drop=drop,
+            min_len=min_len,
+            max_len=max_len,
         ),
     ]
     policy = rng.choice(single)()

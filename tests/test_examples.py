@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 import sbroker
-from sbroker import _demo
+from sbroker import Go, _demo
 from sbroker.__main__ import main as cli_main
 from sbroker.queues import QueuePolicy, QueueState, Request
 
@@ -82,3 +82,25 @@ def test_custom_meter_logs_relative_time() -> None:
     assert all(b - a >= 0.1 - 1e-9 for a, b in zip(times, times[1:]))  # one entry per period
     assert max(entry[1] for entry in log) > 0  # clients waited for the worker (M5: rt > 0)
     assert log[-1][1] < 0 and log[-1][3] == 1  # then the idle worker waited (rt < 0)
+
+
+def test_custom_valve_grows_one_per_period() -> None:
+    example = load_example("slow_start_valve")
+    growth = trio.run(example.main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert [size for _, size in growth] == [2, 3, 4, 5, 6, 7, 8, 8, 8, 8]
+
+
+async def test_custom_valve_protocol_and_permits(autojump_clock: trio.testing.MockClock) -> None:
+    example = load_example("slow_start_valve")
+    valve = example.SlowStartValve(period=0.1, max_size=2)
+    assert isinstance(valve, sbroker.Valve)
+    async with sbroker.open_regulator(valve=valve) as regulator:
+        first = regulator.async_ask()  # owner None: released all the same
+        second = regulator.async_ask()
+        await trio.sleep(0.15)
+        assert isinstance(first.result, Go) and isinstance(second.result, Go)
+        assert regulator.done(first.result.ref) is True
+        assert regulator.done(first.result.ref) is False
+        regulator.change_config(valve=example.SlowStartValve(period=0.1, max_size=0))
+        assert regulator.continue_(second.result.ref) == sbroker.Stop(0)
+        assert regulator.size() == 0

@@ -183,6 +183,12 @@ async def test_change_config_keeps_permits_and_waiters(clock: trio.testing.MockC
         regulator.update(-5 * MS)  # fast: opens, the waiter gets its permit
         assert isinstance(waiting.result, Go)
         assert regulator.size() == 1
+        from sbroker.meters import UnderloadMeter
+
+        regulator.change_config(meters=[UnderloadMeter()])  # M2 while a permit is held
+        regulator.change_config(meters=[UnderloadMeter(target=0.2)], queue=TimeoutQueue())
+        assert regulator.size() == 1 and regulator.config()[2] == (UnderloadMeter(target=0.2),)
+        assert regulator.done(waiting.result.ref) is True
 
 
 async def test_update_rejects_non_int(clock: trio.testing.MockClock) -> None:
