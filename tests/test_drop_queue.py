@@ -114,14 +114,6 @@ def test_fq_out_on_empty_reports_now() -> None:
     assert (request.value, wake) == ("a", None)
 
 
-def test_terminate_hands_over_oldest_first_unanswered() -> None:
-    recorder = DropRecorder()
-    requests = [Request(t, value=t) for t in (1, 2, 3)]
-    state, _ = DropQueue(out="lifo").init(requests, 3, recorder)
-    assert state.terminate() == requests
-    assert recorder.calls == []
-
-
 # --------------------------------------------------------------------------
 # Model-based state machine (P1-P6, P9-P12, P15); re-init may switch to a
 # TimeoutQueue and back (Q7), where the TimeoutQueue rules are checked too.

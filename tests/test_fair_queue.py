@@ -24,6 +24,7 @@ from hypothesis.stateful import (
     invariant,
     rule,
 )
+from queue_harness import DropRecorder
 
 from sbroker.queues import DropQueue, QueuePolicy, QueueState, Request, TimeoutQueue
 from sbroker.queues.adaptive import AdaptiveQueue
@@ -36,20 +37,6 @@ MS = 1_000_000  # ns per millisecond
 def ms(value: int | str) -> int:
     """Milliseconds as written in the spec tables to int ns (exact)."""
     return int(Fraction(value) * MS)
-
-
-class Recorder:
-    """An ``on_drop`` callback recording ``(request, now)``."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Request, int]] = []
-
-    def __call__(self, request: Request, now: int) -> None:
-        self.calls.append((request, now))
-
-    def take(self) -> list[tuple[Request, int]]:
-        calls, self.calls = self.calls, []
-        return calls
 
 
 def first(value: Any) -> Hashable:
@@ -67,7 +54,7 @@ def parity(value: Any) -> Hashable:
 
 def fair_state(policy: FairQueue, requests: Sequence[Request] = (), now: int = 0) -> Any:
     """``policy.init`` with a fresh recorder, returned as ``(state, W, recorder)``."""
-    recorder = Recorder()
+    recorder = DropRecorder()
     state, wake = policy.init(requests, now, recorder)
     return state, wake, recorder
 
@@ -787,8 +774,8 @@ class FairMachine(RuleBasedStateMachine):
         self.now = 0
         self.last_send = 0
         self.serial = itertools.count()
-        self.state_drops = Recorder()
-        self.model_drops = Recorder()
+        self.state_drops = DropRecorder()
+        self.model_drops = DropRecorder()
         self.queued: dict[int, Request] = {}  # seq -> request, insertion ordered
         self.seen: list[Request] = []
         self.parked: dict[Hashable, Any] = {}

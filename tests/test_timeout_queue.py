@@ -160,10 +160,12 @@ def test_fq_out_on_empty_reports_now() -> None:
     assert state.fq_out(42) == (None, 42)
 
 
-def test_terminate_hands_over_oldest_first_unanswered() -> None:
+@pytest.mark.parametrize("policy", [TimeoutQueue(out="lifo"), DropQueue(out="lifo")])
+def test_terminate_hands_over_oldest_first_unanswered(policy: QueuePolicy) -> None:
+    # Q5, P3: whatever `out` is, terminate hands over oldest first, answering none.
     recorder = DropRecorder()
     requests = [Request(t, value=t) for t in (1, 2, 3)]
-    state, _ = TimeoutQueue(out="lifo").init(requests, 3, recorder)
+    state, _ = policy.init(requests, 3, recorder)
     assert state.terminate() == requests
     assert recorder.calls == []
 
