@@ -60,7 +60,7 @@ async def _answered(result: Result) -> Result:
 class TaskRequest(Request):
     """A queued request whose caller is (or is about to be) a parked task."""
 
-    __slots__ = ("result", "task")
+    __slots__ = ("abandon", "result", "task")
 
     def __init__(self, send_time: int, value: Any) -> None:
         # Request.__init__ inlined: this runs for every caller that waits.
@@ -70,6 +70,7 @@ class TaskRequest(Request):
         self.seq = next_sequence()
         self.task: trio.lowlevel.Task | None = None
         self.result: Result | None = None
+        self.abandon: Callable[[TaskRequest], None]
 
     def wait(self, abandon: Callable[[TaskRequest], None]) -> Awaitable[Result]:
         """Park the calling task until the request is answered; await the answer.
@@ -81,13 +82,14 @@ class TaskRequest(Request):
         if self.result is not None:  # answered already, e.g. dropped on arrival
             return _answered(self.result)
         self.task = trio.lowlevel.current_task()
+        self.abandon = abandon
+        return trio.lowlevel.wait_task_rescheduled(self._abort)
 
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self.task = None
-            abandon(self)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        return trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        """trio's abort function: the parked task was cancelled."""
+        self.task = None
+        self.abandon(self)
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def answer(self, result: Result) -> None:
         """Wake the parked task with ``result``, or keep it if the task has not parked yet."""

@@ -60,11 +60,13 @@ class _TimeoutState(DequeState):
 
     def handle_out(self, now: int) -> tuple[Request, int | None] | None:
         queue = self._queue
-        timeout = self._timeout
-        if timeout is not None and queue and queue[0].send_time <= now - timeout:
-            self._check(now)  # T5: expire first, then serve
         if not queue:
             return None
+        timeout = self._timeout
+        if timeout is not None and queue[0].send_time + timeout <= now:
+            self._check(now)  # T5: expire first, then serve
+            if not queue:
+                return None
         request = queue.pop() if self._lifo else queue.popleft()
         if timeout is None or len(queue) <= self._min_len:
             return request, None
