@@ -10,7 +10,6 @@ from its queue, so a cancelled caller is never matched). The background task
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from sbroker._pending import (
     fresh_tag,
 )
 from sbroker._queue_side import QueueSide, validate_policy
-from sbroker._results import Drop, Go, new_go
+from sbroker._results import Drop, Go, new_go_pair
 from sbroker._statistics import BrokerStatistics, recent_window, side_statistics
 from sbroker._time import now_ns
 from sbroker._units import NS_PER_SECOND
@@ -35,7 +34,6 @@ from sbroker.meters import Meter, Sample
 from sbroker.queues import QueuePolicy, TimeoutQueue
 
 Result = Go | Drop
-_match_refs = itertools.count(1)
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _current_time = trio.current_time
 
@@ -127,12 +125,13 @@ class Broker(Host):
         other.wake = wake
         if wake is not None and wake < self._timer:
             self._schedule(wake)
-        ref = next(_match_refs)
         waited = now - request.send_time
         self._matches += 1
         self._recent.append(other.sign * waited)
-        request.answer(new_go(ref, value, waited, waited))  # type: ignore[attr-defined]
-        return new_go(ref, request.value, -waited, 0)
+        # The waiting request's arrival number is unique, so it serves as the match's ref.
+        to_waiter, to_caller = new_go_pair(request.seq, value, request.value, waited)
+        request.answer(to_waiter)  # type: ignore[attr-defined]
+        return to_caller
 
     def _request_nowait(self, side: QueueSide, other: QueueSide, value: Any) -> Result:
         now = now_ns()

@@ -63,11 +63,20 @@ _set_ref, _set_value = Go.ref.__set__, Go.value.__set__  # type: ignore[attr-def
 _set_relative, _set_sojourn = Go.relative_time.__set__, Go.sojourn_time.__set__  # type: ignore[attr-defined]
 
 
-def new_go(ref: Hashable, value: Any, relative_time: int, sojourn_time: int) -> Go:
-    """``Go(...)`` for the hot path: the same frozen object, built through its slots."""
-    go: Go = _new_object(Go)
-    _set_ref(go, ref)
-    _set_value(go, value)
-    _set_relative(go, relative_time)
-    _set_sojourn(go, sojourn_time)
-    return go
+def new_go_pair(ref: Hashable, caller_value: Any, waiter_value: Any, waited: int) -> tuple[Go, Go]:
+    """The two ``Go``s of one match, built through their slots (the hot path).
+
+    The waiter, whose request had waited ``waited`` ns, gets the caller's value;
+    the caller, answered at once, gets the waiter's value (api.md Results).
+    """
+    to_waiter: Go = _new_object(Go)
+    _set_ref(to_waiter, ref)
+    _set_value(to_waiter, caller_value)
+    _set_relative(to_waiter, waited)
+    _set_sojourn(to_waiter, waited)
+    to_caller: Go = _new_object(Go)
+    _set_ref(to_caller, ref)
+    _set_value(to_caller, waiter_value)
+    _set_relative(to_caller, -waited)
+    _set_sojourn(to_caller, 0)
+    return to_waiter, to_caller
