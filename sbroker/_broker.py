@@ -46,7 +46,6 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
         now = round(_current_time() * NS_PER_SECOND)  # now_ns(), inlined
         side, other = self._sides[name]
         if self._guarded and not self._admit(side, now):
-            side.drops += 1
             await cancel_shielded_checkpoint()
             return Drop(0)
         go = self._match(side, other, value, now)
@@ -54,7 +53,7 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
             await cancel_shielded_checkpoint()
             return go
         request = TaskRequest(now, value)
-        side.wake = wake = side.state.handle_in(request, now)
+        side.wake = wake = side.state.handle_in(request, now)  # side.enqueue, inlined
         if wake is not None and wake < self._timer:
             self._schedule(wake)
         return await request.wait(side.remove)
@@ -102,14 +101,16 @@ class Broker(Host):
     # -- matching ----------------------------------------------------------------
 
     def _admit(self, side: QueueSide, now: int) -> bool:
-        """The guarded path of a gated call: closed check, PIE gate (P11), nudge (M3)."""
-        if self._closed:
-            self._check_open()
+        """The guarded path of a gated call: closed check, PIE gate (P11), nudge (M3).
+
+        ``False`` means the protector refused the call; it counts as a drop of ``side``.
+        """
+        self._check_open()
         protector = self._protector
         if protector is not None and not protector.admit(side.name):
+            side.drops += 1
             return False
-        if self._nudge_armed:
-            self._nudge(now)
+        self._called(now)
         return True
 
     def _match(self, side: QueueSide, other: QueueSide, value: Any, now: int) -> Go | None:
@@ -122,7 +123,7 @@ class Broker(Host):
                 self._empty_time = now
             return None
         request, wake = item
-        other.wake = wake
+        other.wake = wake  # other.woke(wake), inlined: the hot path
         if wake is not None and wake < self._timer:
             self._schedule(wake)
         waited = now - request.send_time
@@ -136,7 +137,6 @@ class Broker(Host):
     def _request_nowait(self, side: QueueSide, other: QueueSide, value: Any) -> Result:
         now = now_ns()
         if self._guarded and not self._admit(side, now):
-            side.drops += 1
             return Drop(0)
         go = self._match(side, other, value, now)
         if go is None:
@@ -150,7 +150,6 @@ class Broker(Host):
         tag = fresh_tag(tag)
         now = now_ns()
         if self._guarded and not self._admit(side, now):
-            side.drops += 1
             return Drop(0) if dynamic else Pending.settled(tag, Drop(0))
         go = self._match(side, other, value, now)
         if go is not None:
@@ -164,10 +163,8 @@ class Broker(Host):
     def _cancel_request(self, side: QueueSide, request: PendingRequest) -> bool:
         self._check_open()
         now = now_ns()
-        if self._nudge_armed:
-            self._nudge(now)
-        self._pending.discard(request)
-        request.pending._mark_cancelled()
+        self._called(now)
+        self._pending.cancel(request)
         side.woke(side.state.remove(request, now))
         return True
 
@@ -236,15 +233,13 @@ class Broker(Host):
         """
         self._check_open()
         now = now_ns()
-        if self._nudge_armed:
-            self._nudge(now)
+        self._called(now)
         removed = 0
         for side in (self._ask, self._ask_r):
             count, wake = side.state.handle_cancel(tag, now)
             side.woke(wake)
             removed += count
-        for request in self._pending.take(tag):
-            request.pending._mark_cancelled()
+        self._pending.cancel_tag(tag)
         return removed
 
     def len(self) -> int:
@@ -258,8 +253,7 @@ class Broker(Host):
     def _length(self, side: QueueSide) -> int:
         if self._closed:
             return 0
-        if self._nudge_armed:
-            self._nudge(now_ns())
+        self._called(now_ns())
         return len(side.state)
 
     # -- configuration -----------------------------------------------------------------
@@ -287,8 +281,7 @@ class Broker(Host):
             validate_policy("ask_r", ask_r)
         meter_list = None if meters is None else validate_meters(meters)
         now = now_ns()
-        if self._nudge_armed:
-            self._nudge(now)
+        self._called(now)
         if ask is not None:
             self._ask.change(ask, now)
         if ask_r is not None:

@@ -102,8 +102,10 @@ class Host:
             if self._timer_scope is not None:
                 self._timer_scope.deadline = to_trio_time(wake)
 
-    def _nudge(self, now: int) -> None:
-        """M3: the first call after a meter pass asks for a pass now."""
+    def _called(self, now: int) -> None:
+        """M3: a public call was handled; the first after a meter pass asks for a pass now."""
+        if not self._nudge_armed:
+            return
         self._nudge_armed = False
         self._update_guard()
         self._nudge_at = now
@@ -143,7 +145,6 @@ class Host:
                 if self._closed:
                     task_status.started()
                     return
-                self._timer = math.inf
                 task_status.started()
                 await self._loop()
         finally:
@@ -153,9 +154,8 @@ class Host:
 
     async def _loop(self) -> None:
         while True:
-            wake = self._next_wake()
-            if wake is not None and wake < self._timer:
-                self._timer = wake
+            self._timer = math.inf  # recomputed from the policies' and meters' wake times
+            self._schedule(self._next_wake())
             with trio.CancelScope(deadline=to_trio_time(self._timer)) as scope:
                 self._timer_scope = scope
                 await trio.sleep_forever()
@@ -163,9 +163,7 @@ class Host:
             now = now_ns()
             due = self._next_wake()
             if due is None or due > now:
-                self._timer = math.inf if due is None else due
-                continue
-            self._timer = math.inf
+                continue  # woken for a deadline that has since moved later
             lag = self._last_lag = now - due
             self._nudge_at = None
             self._handle_timeouts(now)

@@ -210,9 +210,15 @@ class TagRegistry:
             if not requests:
                 del self._by_tag[request.tag]
 
-    def take(self, tag: Hashable) -> list[PendingRequest]:
-        """Forget and return every request registered under ``tag``."""
-        return self._by_tag.pop(tag, [])
+    def cancel(self, request: PendingRequest) -> None:
+        """Forget a request its caller cancelled, and mark its pending cancelled."""
+        self.discard(request)
+        request.pending._mark_cancelled()
+
+    def cancel_tag(self, tag: Hashable) -> None:
+        """Mark cancelled every request under ``tag`` (the policies removed them)."""
+        for request in self._by_tag.pop(tag, []):
+            request.pending._mark_cancelled()
 
 
 def fresh_tag(tag: Hashable) -> Hashable:

@@ -25,7 +25,7 @@ class QueueSide:
     __slots__ = ("_schedule", "drops", "name", "policy", "sign", "state", "wake")
 
     def __init__(
-        self, name: str, policy: QueuePolicy, now: int, schedule: Callable[[int], None]
+        self, name: str, policy: QueuePolicy, now: int, schedule: Callable[[int | None], None]
     ) -> None:
         self.name = name
         self._schedule = schedule
@@ -43,8 +43,7 @@ class QueueSide:
     def woke(self, wake: int | None) -> None:
         """Record the wake time the policy just returned."""
         self.wake = wake
-        if wake is not None:
-            self._schedule(wake)
+        self._schedule(wake)
 
     def enqueue(self, request: Request, now: int) -> None:
         """Hand ``request`` to the policy."""

@@ -136,24 +136,25 @@ class Regulator(Host):
 
     def _catch_up(self, now: int) -> None:
         """R4: run overdue valve and queue work before handling a call."""
-        if self._nudge_armed:
-            self._nudge(now)
+        self._called(now)
         deadline = self._deadline()
         if deadline is not None and deadline <= now:
             self._settle(self._valve.timeout(now), now)
 
-    def _begin(self, gated: bool) -> int | None:
-        """Start a call: closed check, PIE gate (P12), nudge (M3), overdue work (R4).
-
-        Returns ``now``, or ``None`` when the protector drops a gated call.
-        """
+    def _begin(self) -> int:
+        """Start a call: closed check, nudge (M3), overdue work (R4); return ``now``."""
         self._check_open()
-        protector = self._protector
-        if gated and protector is not None and not protector.admit("ask"):
-            return None
         now = now_ns()
         self._catch_up(now)
         return now
+
+    def _begin_gated(self) -> int | None:
+        """:meth:`_begin` for a gated call (P12): ``None`` when the protector drops it."""
+        self._check_open()
+        protector = self._protector
+        if protector is not None and not protector.admit("ask"):
+            return None
+        return self._begin()
 
     # -- asking for a permit ------------------------------------------------------------
 
@@ -177,7 +178,7 @@ class Regulator(Host):
         released with :meth:`done` (or use :meth:`permit`).
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        now = self._begin(gated=True)
+        now = self._begin_gated()
         if now is None:
             await cancel_shielded_checkpoint()
             return Drop(0)
@@ -197,7 +198,7 @@ class Regulator(Host):
 
     def nb_ask(self, value: Any = None) -> Result:
         """A permit if the valve is open now, else ``Drop(0)``; never queues."""
-        now = self._begin(gated=True)
+        now = self._begin_gated()
         if now is None:
             return Drop(0)
         if self._open:
@@ -217,7 +218,7 @@ class Regulator(Host):
 
     def _ask_async(self, value: Any, tag: Hashable, dynamic: bool) -> Result | Pending:
         tag = fresh_tag(tag)
-        now = self._begin(gated=True)
+        now = self._begin_gated()
         if now is None:
             return Drop(0) if dynamic else Pending.settled(tag, Drop(0))
         if self._open:
@@ -230,10 +231,8 @@ class Regulator(Host):
         return pending
 
     def _cancel_pending(self, request: PendingRequest) -> bool:
-        now = self._begin(gated=False)
-        assert now is not None
-        self._pending.discard(request)
-        request.pending._mark_cancelled()
+        self._begin()
+        self._pending.cancel(request)
         self._abandon(request)
         return True
 
@@ -262,8 +261,7 @@ class Regulator(Host):
         released and the task must stop. ``NotFound``: unknown permit.
         Decided by the valve at once, ahead of every waiting ask.
         """
-        now = self._begin(gated=False)
-        assert now is not None
+        now = self._begin()
         kind, open_time, verdict = self._valve.continue_(ref, now)
         self._settle(verdict, now)
         if kind == "go":
@@ -273,8 +271,7 @@ class Regulator(Host):
 
     def done(self, ref: Hashable) -> bool:
         """R9: release permit ``ref``; ``False`` if it is unknown (or released already)."""
-        now = self._begin(gated=False)
-        assert now is not None
+        now = self._begin()
         found, verdict = self._valve.done(ref, now)
         self._settle(verdict, now)
         return found
@@ -283,20 +280,17 @@ class Regulator(Host):
         """R10: feed the valve a measurement in ns (e.g. a broker's relative time)."""
         if not isinstance(relative_time_ns, int) or isinstance(relative_time_ns, bool):
             raise TypeError(f"relative_time_ns must be an int of ns, got {relative_time_ns!r}")
-        now = self._begin(gated=False)
-        assert now is not None
+        now = self._begin()
         self._settle(self._valve.update(relative_time_ns, now), now)
 
     def cancel(self, tag: Hashable) -> int:
         """R11: remove every waiting async ask tagged ``tag``; return how many."""
-        now = self._begin(gated=False)
-        assert now is not None
+        now = self._begin()
         count = 0
         if not self._open:
             count, wake = self._queue.state.handle_cancel(tag, now)
             self._queue.woke(wake)
-        for request in self._pending.take(tag):
-            request.pending._mark_cancelled()
+        self._pending.cancel_tag(tag)
         self._settle(self._valve.timeout(now), now)
         return count
 
@@ -337,8 +331,7 @@ class Regulator(Host):
         if valve is not None:
             validate_valve(valve)
         meter_list = None if meters is None else validate_meters(meters)
-        now = self._begin(gated=False)
-        assert now is not None
+        now = self._begin()
         if queue is not None:
             self._queue.change(queue, now)
         if valve is None:
