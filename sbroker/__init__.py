@@ -12,10 +12,11 @@ Every public name of the subpackages is re-exported here.
 """
 
 from sbroker._broker import Broker, open_broker
-from sbroker._errors import BrokerClosed, Dropped, RequestCancelled
+from sbroker._errors import BrokerClosed, Dropped, RequestCancelled, WorkerFailed
 from sbroker._pending import Pending
+from sbroker._reply import Job
 from sbroker._results import Drop, Go, NotFound, Stop
-from sbroker._statistics import BrokerStatistics, SideStatistics
+from sbroker._statistics import BrokerStatistics, RegulatorStatistics, SideStatistics
 from sbroker.meters import (
     Meter,
     MeterHost,
@@ -27,6 +28,7 @@ from sbroker.meters import (
     UnderloadMeter,
     UpdateMeter,
 )
+from sbroker.pool import Pool, PoolStatistics, open_pool
 from sbroker.queues import (
     AdaptiveQueue,
     CodelQueue,
@@ -62,6 +64,7 @@ __all__ = [
     "Dropped",
     "FairQueue",
     "Go",
+    "Job",
     "Meter",
     "MeterHost",
     "MeterState",
@@ -69,6 +72,8 @@ __all__ = [
     "OpenValve",
     "OverloadMeter",
     "Pending",
+    "Pool",
+    "PoolStatistics",
     "Permit",
     "PieMeter",
     "Protector",
@@ -76,6 +81,7 @@ __all__ = [
     "QueueState",
     "RateValve",
     "Regulator",
+    "RegulatorStatistics",
     "RelativeValve",
     "Request",
     "RequestCancelled",
@@ -85,9 +91,11 @@ __all__ = [
     "TimeoutQueue",
     "UnderloadMeter",
     "UpdateMeter",
+    "WorkerFailed",
     "Valve",
     "ValveState",
     "Verdict",
     "open_broker",
+    "open_pool",
     "open_regulator",
 ]
