@@ -119,6 +119,8 @@ async def serve(broker: Broker, handler: Callable[[Any], Awaitable[Any]], value:
 
     Returns when the broker closes.
     """
+    if not callable(handler):
+        raise TypeError(f"handler must be an async callable, got {handler!r}")
     while True:
         try:
             result = await broker.ask_r(value)

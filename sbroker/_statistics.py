@@ -66,35 +66,24 @@ class RegulatorStatistics:
 
     Attributes:
         size: permits held now.
-        waiting: asks waiting in the queue now.
-        go: permits granted since the regulator started.
-        drop: asks answered ``Drop`` since the regulator started (by the queue
-            policy, at the door, by ``nb_ask`` while closed, or by closing).
-        sojourn_p50, sojourn_p90, sojourn_p99: nearest-rank percentiles (ns) of
-            how long the last granted asks (at most ``RECENT_MATCHES``) waited,
-            ``None`` before the first grant.
+        ask: the asks: ``waiting`` now, ``go`` (permits granted) and ``drop``
+            (by the queue policy, at the door, by ``nb_ask`` while closed, or
+            by closing) since the regulator started, and the percentiles (ns)
+            of how long the last granted asks waited.
         scheduling_lag: how late (ns) the background task woke last time.
         alarms: the active alarms.
     """
 
     size: int
-    waiting: int
-    go: int
-    drop: int
-    sojourn_p50: int | None
-    sojourn_p90: int | None
-    sojourn_p99: int | None
+    ask: SideStatistics
     scheduling_lag: int
     alarms: frozenset[str]
 
     def __str__(self) -> str:
-        row = SideStatistics(
-            self.waiting, self.go, self.drop, self.sojourn_p50, self.sojourn_p90, self.sojourn_p99
-        )
         return "\n".join(
             [
                 f"size {self.size}",
-                *side_table([("ask", row)]),
+                *side_table([("ask", self.ask)]),
                 host_footer(self.scheduling_lag, self.alarms),
             ]
         )

@@ -140,6 +140,8 @@ async def test_an_abandoned_job_refuses_answers(autojump_clock: trio.testing.Moc
 
 async def test_serve_rejects_a_plain_ask(autojump_clock: trio.testing.MockClock) -> None:
     async with open_broker() as broker:
+        with pytest.raises(TypeError, match="handler"):
+            await broker.serve(5)  # type: ignore[arg-type]
         broker.async_ask("not a job")
         with pytest.raises(TypeError, match="call"):
             await broker.serve(double)

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from sbroker import Drop, Go, RegulatorStatistics, open_broker
+from sbroker import Drop, Go, RegulatorStatistics, SideStatistics, open_broker
 from sbroker.queues import TimeoutQueue
 from sbroker.regulator import OpenValve, open_regulator
 
@@ -20,8 +20,8 @@ async def test_regulator_statistics_count_grants_drops_and_waits(
         queue=TimeoutQueue(timeout=1.0), valve=OpenValve(max_size=1)
     ) as regulator:
         empty = regulator.statistics()
-        assert (empty.size, empty.waiting, empty.go, empty.drop) == (0, 0, 0, 0)
-        assert empty.sojourn_p50 is None
+        assert (empty.size, empty.ask.waiting, empty.ask.go, empty.ask.drop) == (0, 0, 0, 0)
+        assert empty.ask.sojourn_p50 is None
         first = await regulator.ask()  # granted at once (R5): waited 0
         assert isinstance(first, Go)
         assert regulator.nb_ask() == Drop(0)  # closed: refused at the door
@@ -29,30 +29,27 @@ async def test_regulator_statistics_count_grants_drops_and_waits(
         timed_out = regulator.async_ask()
         await trio.sleep(0.3)
         stats = regulator.statistics()
-        assert (stats.size, stats.waiting, stats.go, stats.drop) == (1, 2, 1, 1)
+        assert (stats.size, stats.ask.waiting, stats.ask.go, stats.ask.drop) == (1, 2, 1, 1)
         regulator.done(first.ref)  # the drain grants the oldest ask after 300 ms (R7)
         assert isinstance(waiting.result, Go)
         await trio.sleep(1)  # the other one times out
         assert isinstance(timed_out.result, Drop)
         stats = regulator.statistics()
-    assert (stats.size, stats.waiting, stats.go, stats.drop) == (1, 0, 2, 2)
-    assert (stats.sojourn_p50, stats.sojourn_p99) == (0, 300 * MS)
+    assert (stats.size, stats.ask.waiting, stats.ask.go, stats.ask.drop) == (1, 0, 2, 2)
+    assert (stats.ask.sojourn_p50, stats.ask.sojourn_p99) == (0, 300 * MS)
     assert stats.alarms == frozenset() and stats.scheduling_lag >= 0
     closed = regulator.statistics()
-    assert (closed.size, closed.waiting, closed.go) == (0, 0, 2)
+    assert (closed.size, closed.ask.waiting, closed.ask.go) == (0, 0, 2)
     with pytest.raises(AttributeError):
-        stats.go = 3  # type: ignore[misc]
+        stats.size = 3  # type: ignore[misc]
 
 
 def test_regulator_statistics_print_as_a_table_in_ms() -> None:
     stats = RegulatorStatistics(
         size=3,
-        waiting=2,
-        go=10,
-        drop=1,
-        sojourn_p50=1_500_000,
-        sojourn_p90=None,
-        sojourn_p99=250 * MS,
+        ask=SideStatistics(
+            waiting=2, go=10, drop=1, sojourn_p50=1_500_000, sojourn_p90=None, sojourn_p99=250 * MS
+        ),
         scheduling_lag=20_000,
         alarms=frozenset({"valve_slow"}),
     )

@@ -35,7 +35,7 @@ from sbroker._pending import (
 )
 from sbroker._queue_side import QueueSide, validate_policy
 from sbroker._results import Drop, Go, NotFound, Stop
-from sbroker._statistics import RegulatorStatistics, percentile, recent_window
+from sbroker._statistics import RegulatorStatistics, recent_window, side_statistics
 from sbroker._time import now_ns
 from sbroker._validators import check_factory
 from sbroker.meters import Meter, Sample
@@ -359,16 +359,15 @@ class Regulator(Host):
 
     def statistics(self) -> RegulatorStatistics:
         """A snapshot: permits held, waiting asks, go/drop totals, recent waits, lag."""
-        ordered = sorted(self._recent)
         closed = self._closed
         return RegulatorStatistics(
             size=0 if closed else self._valve.size(),
-            waiting=0 if closed else len(self._queue.state),
-            go=self._granted,
-            drop=self._queue.drops + self._refused,
-            sojourn_p50=percentile(ordered, 0.5),
-            sojourn_p90=percentile(ordered, 0.9),
-            sojourn_p99=percentile(ordered, 0.99),
+            ask=side_statistics(
+                0 if closed else len(self._queue.state),
+                self._granted,
+                self._queue.drops + self._refused,
+                self._recent,
+            ),
             scheduling_lag=self._last_lag,
             alarms=self._alarms,
         )
