@@ -6,7 +6,9 @@ unmatched caller waits in its side's queue, whose policy
 (:mod:`sbroker.queues`) decides when waiting has become pointless. Meters
 (:mod:`sbroker.meters`) watch brokers and regulators; a
 :class:`~sbroker.regulator.Regulator` (:mod:`sbroker.regulator`) limits how
-many tasks run at once.
+many tasks run at once. :meth:`Broker.call` and :meth:`Broker.serve` add
+request/reply on top of a match, and :func:`open_pool` runs a connection pool
+built from a broker and a regulator.
 
 Every public name of the subpackages is re-exported here.
 """
