@@ -41,7 +41,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import attrs
 import trio
@@ -290,7 +290,9 @@ class Pool(Generic[T]):
                 return True
         return True
 
-    async def _wait_idle(self, pending: Pending, permit: Any, expires: float) -> str:
+    async def _wait_idle(
+        self, pending: Pending, permit: Any, expires: float
+    ) -> Literal["lent", "closing", "released", "expired"]:
         """Wait in the ask_r queue for a client: ``"lent"``, ``"closing"``,
         ``"released"`` (the regulator answered ``Stop``) or ``"expired"``.
 
