@@ -71,7 +71,7 @@ UPDATE_EVERY = 0.05
 #: Back-off after a failed connect: the first delay and the cap (s); jittered 0.5x..1x.
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
-#: Seconds ``close(conn)`` may take when the pool shuts down before it is abandoned.
+#: Seconds ``close(conn)`` may take (it runs shielded from cancellation) before it is abandoned.
 CLOSE_TIMEOUT = 5.0
 
 

@@ -373,3 +373,53 @@ async def test_defaults_and_custom_policies(autojump_clock: trio.testing.MockClo
         await trio.sleep(3)
         assert pool.size() == 2
         assert "Pool size=2" in repr(pool)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_faults_leak_nothing_and_strand_nobody(
+    autojump_clock: trio.testing.MockClock, seed: int
+) -> None:
+    # Clients that raise, get cancelled while waiting or inside the block, and a
+    # server that goes down and up: every client finishes, the size stays within
+    # its bounds, and every connection opened is closed exactly once.
+    draw = random.Random(seed)
+    server = FakeServer()
+    finished = 0
+
+    async def client(pool: sbroker.Pool[Conn]) -> None:
+        nonlocal finished
+        fault = draw.choice(["none", "none", "oserror", "valueerror", "cancel"])
+        with trio.move_on_after(draw.uniform(0.01, 0.3) if fault == "cancel" else math.inf):
+            try:
+                async with pool.checkout() as conn:
+                    assert not conn.closed
+                    await trio.sleep(draw.uniform(0, 0.05))
+                    if fault == "oserror":
+                        raise ConnectionResetError
+                    if fault == "valueerror":
+                        raise ValueError
+            except (Dropped, ConnectionResetError, ValueError):
+                pass
+        finished += 1
+
+    async def outages() -> None:
+        while True:
+            await trio.sleep(draw.uniform(0.2, 1.0))
+            server.up = not server.up
+
+    with trio.fail_after(60):
+        async with open_pool(
+            server.connect, server.close, min_size=1, max_size=5, rng=random.Random(seed)
+        ) as pool, trio.open_nursery() as nursery:
+            nursery.start_soon(outages)
+            async with trio.open_nursery() as clients:
+                for _ in range(300):
+                    clients.start_soon(client, pool)
+                    assert 1 <= pool.size() <= 5
+                    await trio.sleep(draw.expovariate(100))
+            nursery.cancel_scope.cancel()
+            stats = pool.statistics()
+            assert stats.in_use == 0 and stats.waiting == 0
+    assert finished == 300
+    assert server.open == set()
+    assert stats.connects == server.opened
