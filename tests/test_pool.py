@@ -408,9 +408,12 @@ async def test_random_faults_leak_nothing_and_strand_nobody(
             server.up = not server.up
 
     with trio.fail_after(60):
-        async with open_pool(
-            server.connect, server.close, min_size=1, max_size=5, rng=random.Random(seed)
-        ) as pool, trio.open_nursery() as nursery:
+        async with (
+            open_pool(
+                server.connect, server.close, min_size=1, max_size=5, rng=random.Random(seed)
+            ) as pool,
+            trio.open_nursery() as nursery,
+        ):
             nursery.start_soon(outages)
             async with trio.open_nursery() as clients:
                 for _ in range(300):
