@@ -402,10 +402,13 @@ async def test_random_faults_leak_nothing_and_strand_nobody(
                 pass
         finished += 1
 
+    outages_scope = trio.CancelScope()
+
     async def outages() -> None:
-        while True:
-            await trio.sleep(draw.uniform(0.2, 1.0))
-            server.up = not server.up
+        with outages_scope:
+            while True:
+                await trio.sleep(draw.uniform(0.2, 1.0))
+                server.up = not server.up
 
     with trio.fail_after(60):
         async with (
@@ -420,9 +423,12 @@ async def test_random_faults_leak_nothing_and_strand_nobody(
                     clients.start_soon(client, pool)
                     assert 1 <= pool.size() <= 5
                     await trio.sleep(draw.expovariate(100))
-            nursery.cancel_scope.cancel()
+            outages_scope.cancel()
+            server.up = True
+            await trio.sleep(3)  # longer than the longest back-off
             stats = pool.statistics()
-            assert stats.in_use == 0 and stats.waiting == 0
+            assert stats.in_use == stats.waiting == 0
+            assert stats.idle == stats.size  # every connection came back to the pool
     assert finished == 300
     assert server.open == set()
     assert stats.connects == server.opened
