@@ -132,7 +132,8 @@ class Regulator(Host):
             ref = Permit()
             open_time, verdict = self._valve.ask(ref, getattr(request, "task", None), now)
             sent = request.send_time
-            self._count_grant(now - sent)
+            self._granted += 1
+            self._recent.append(now - sent)
             request.answer(Go(ref, self, open_time - sent, now - sent))  # type: ignore[attr-defined]
             self._valve_wake = verdict.wake_at
             if verdict.status == "closed":
@@ -162,18 +163,14 @@ class Regulator(Host):
             return None
         return self._begin()
 
-    def _count_grant(self, waited: int) -> None:
-        self._granted += 1
-        self._recent.append(waited)
-
     # -- asking for a permit ------------------------------------------------------------
 
     def _grant(self, now: int, owner: Any) -> Go:
         """R5: the valve is open; grant at once."""
         ref = Permit()
         open_time, verdict = self._valve.ask(ref, owner, now)
-        self._granted += 1  # _count_grant(0), inlined: the hot path
-        self._recent.append(0)
+        self._granted += 1
+        self._recent.append(0)  # granted at once: waited 0
         self._settle(verdict, now)
         return Go(ref, self, open_time - now, 0)
 
