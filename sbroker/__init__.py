@@ -16,6 +16,7 @@ from sbroker._errors import BrokerClosed, Dropped, RequestCancelled
 from sbroker._pending import Pending
 from sbroker._results import Drop, Go, NotFound, Stop
 from sbroker._statistics import BrokerStatistics, SideStatistics
+from sbroker._version import __version__ as __version__
 from sbroker.meters import (
     Meter,
     MeterHost,
