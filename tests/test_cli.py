@@ -16,6 +16,7 @@ import pytest
 import sbroker
 from sbroker import _demo
 from sbroker.__main__ import build_parser, main
+from sbroker._arguments import tcp_address
 
 SOURCE_ROOT = str(Path(sbroker.__file__).resolve().parent.parent)
 
@@ -91,3 +92,11 @@ def test_python_dash_m_version() -> None:
 def test_demo_arrivals_refuse_a_window_that_never_ends(seconds: float) -> None:
     with pytest.raises(ValueError, match="seconds"):
         _demo.poisson_arrivals(800.0, seconds, random.Random(1))
+
+
+def test_tcp_address_option_values() -> None:
+    assert tcp_address("127.0.0.1:9421") == ("127.0.0.1", 9421)
+    assert tcp_address("[::1]:0") == ("::1", 0)
+    for bad in ("127.0.0.1", ":80", "host:http", "host:65536", "host:-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="HOST:PORT"):
+            tcp_address(bad)
