@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-#: ``out`` of DropQueue, TimeoutQueue and CodelQueue: which end is served.
 Out = Literal["fifo", "lifo"]
+"""``out`` of DropQueue, TimeoutQueue and CodelQueue: which end is served."""
 
-#: ``out`` of AdaptiveQueue, which may also switch between the two by itself.
 AdaptiveOut = Literal["fifo", "lifo", "adaptive"]
+"""``out`` of AdaptiveQueue, which may also switch between the two by itself."""
 
-#: ``drop``: which end is dropped when ``max_len`` is reached.
 DropEnd = Literal["head", "tail"]
+"""``drop``: which end is dropped when ``max_len`` is reached."""
 
 
 class SideTargets(TypedDict, total=False):

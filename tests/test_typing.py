@@ -30,20 +30,19 @@ go: sbroker.Go[int] = sbroker.Go(ref=1, value="text", relative_time=0, sojourn_t
 """
 
 CORRECT_USE = """\
-from typing import Literal
-
 import sbroker
-from sbroker.meters import PieMeter
-from sbroker.queues import AdaptiveQueue, CodelQueue, DropQueue, TimeoutQueue
+from sbroker.meters import PieMeter, SideTargets
+from sbroker.queues import AdaptiveQueue, CodelQueue, DropQueue, Out, TimeoutQueue
 
-order: Literal["fifo", "lifo"] = "lifo"
+order: Out = "lifo"
+targets: SideTargets = {"target": 0.2}
 policies = [
     TimeoutQueue(timeout=1.0, out=order, drop="head"),
     DropQueue(out="fifo", drop="tail", max_len=3),
     CodelQueue(0.01, 0.1, out="lifo"),
     AdaptiveQueue(out="adaptive"),
 ]
-pie = PieMeter(ask=dict(target=0.01, interval=0.1), ask_r={"target": 0.2})
+pie = PieMeter(ask=dict(target=0.01, interval=0.1), ask_r=targets)
 again = PieMeter(ask=pie.ask)
 
 
