@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import attrs
 import pytest
@@ -10,6 +14,7 @@ import trio
 import trio.testing
 from prometheus_client import CollectorRegistry, generate_latest
 
+import sbroker
 import sbroker.metrics
 from sbroker import BrokerStatistics, Drop, Go, SideStatistics, open_broker, open_regulator
 from sbroker.queues import TimeoutQueue
@@ -175,3 +180,16 @@ def test_answers_to_odd_requests_and_a_failing_host(caplog: pytest.LogCaptureFix
     assert answer(b"POST /metrics HTTP/1.1\r\n\r\n", registry).startswith(b"HTTP/1.1 405 ")
     assert answer(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", registry).startswith(b"HTTP/1.1 500 ")
     assert "collecting failed" in caplog.text
+
+
+def test_without_prometheus_client_the_import_says_what_to_install() -> None:
+    code = "import sys; sys.modules['prometheus_client'] = None; import sbroker.metrics"
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(sbroker.__file__).resolve().parent.parent)},
+    )
+    assert completed.returncode == 1
+    assert "pip install 'sbroker[metrics]'" in completed.stderr

@@ -20,7 +20,12 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry
+except ImportError as error:  # the optional dependency is missing: say how to get it
+    raise ImportError(
+        "sbroker.metrics needs prometheus_client: pip install 'sbroker[metrics]'"
+    ) from error
 
 from sbroker.metrics._collector import HostsCollector, StatisticsHost
 from sbroker.metrics._http import serve_metrics
