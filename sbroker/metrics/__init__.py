@@ -40,9 +40,10 @@ _collectors: weakref.WeakKeyDictionary[CollectorRegistry, HostsCollector] = (
 def register(host: Any, *, name: str, registry: CollectorRegistry | None = None) -> None:
     """Export ``host`` (a Broker, Regulator, pool or any :class:`StatisticsHost`) as ``name``.
 
-    Scrapes must run in the host's trio thread: serve them with
-    :func:`serve_metrics`. Raises ``ValueError`` if ``name`` is empty or
-    already registered in ``registry``, ``TypeError`` if ``host`` has neither
+    The registry holds ``host`` until :func:`unregister`. Scrapes must run in
+    the host's trio thread: serve them with :func:`serve_metrics`. Raises
+    ``ValueError`` if ``name`` is empty or already registered in
+    ``registry``, ``TypeError`` if ``host`` has neither
     ``statistics()`` nor a regulator's ``len()``/``size()``/``alarms()``.
     ``registry`` defaults to ``prometheus_client.REGISTRY``.
     """
