@@ -19,6 +19,7 @@ from sbroker._pending import Pending
 from sbroker._reply import Job
 from sbroker._results import Drop, Go, NotFound, Stop
 from sbroker._statistics import BrokerStatistics, RegulatorStatistics, SideStatistics
+from sbroker._version import __version__ as __version__
 from sbroker.meters import (
     Meter,
     MeterHost,

@@ -2,6 +2,7 @@
 or feed regulators from the host's samples. See :class:`Meter` to write your own.
 """
 
+from sbroker._types import SideTargets
 from sbroker.meters._protocol import Meter, MeterHost, MeterState, Protector, Sample
 from sbroker.meters.overload import OverloadMeter
 from sbroker.meters.pie import PieMeter, PieProtector, PieSide
@@ -18,6 +19,7 @@ __all__ = [
     "PieSide",
     "Protector",
     "Sample",
+    "SideTargets",
     "UnderloadMeter",
     "UpdateMeter",
 ]
