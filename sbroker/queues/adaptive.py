@@ -142,6 +142,10 @@ def _check_timeout(policy: AdaptiveQueue) -> None:
 class AdaptiveQueue(DequePolicy):
     """A queue that caps waiting at ``timeout``, tightened to ``target`` under congestion.
 
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
+
     The queue is congested once it has stayed non-empty for ``interval``.
     While congested, a request that has waited ``target`` is dropped; otherwise
     a request is dropped once it has waited ``timeout``. Drops always take the

@@ -370,6 +370,10 @@ class _CodelState(DequeState):
 class CodelQueue(DequePolicy):
     """A queue managed by CoDel: drops requests once the queue stays slow.
 
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
+
     A request is slow once it has waited ``target`` seconds. When requests
     keep being slow for ``interval`` seconds, the head is dropped, then
     further heads at intervals that shrink with the square root of the number

@@ -35,6 +35,10 @@ class _DropState(DequeState):
 class DropQueue(DequePolicy):
     """A queue that never times out; it drops only at ``max_len``.
 
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
+
     Args:
         out: ``"fifo"`` serves the oldest request, ``"lifo"`` the newest.
         drop: at ``max_len``, ``"tail"`` drops the arriving request,

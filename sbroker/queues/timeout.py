@@ -77,6 +77,10 @@ class _TimeoutState(DequeState):
 class TimeoutQueue(DequePolicy):
     """A queue that drops requests once they have waited ``timeout`` seconds.
 
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
+
     Args:
         timeout: seconds a request may wait (``None``: forever). Reaching the
             timeout exactly counts as expired; ``0`` expires on arrival.
