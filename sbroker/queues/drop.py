@@ -25,10 +25,14 @@ class _DropState(DequeState):
         return None  # D2
 
     def handle_out(self, now: int) -> tuple[Request, None] | None:
-        queue = self._queue
+        queue = self._entries
         if not queue:
             return None
-        return (queue.pop() if self._lifo else queue.popleft()), None  # D3
+        request = queue.pop() if self._lifo else queue.popleft()  # D3; _pop/_popleft inlined
+        self._members.discard(request)
+        if self._dead:
+            self._discard_dead_ends()
+        return request, None
 
 
 @attrs.frozen
