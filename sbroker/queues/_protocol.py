@@ -15,6 +15,11 @@ removed and handed-over requests are not answered by the policy.
 
 The policy never reads a clock, sleeps or wakes a task: that is what makes it
 exactly testable with synthetic times.
+
+Optional: a state may offer ``cancel_requests(tag, requests, now) -> (n, W)``,
+``handle_cancel`` given the host's requests under ``tag`` (a superset of the
+queued ones with that tag), so cancelling a tag costs O(len(requests)) rather
+than a scan of the queue. Hosts call it when present, else ``handle_cancel``.
 """
 
 from __future__ import annotations
