@@ -159,6 +159,7 @@ class Broker(Host):
         request = PendingRequest(now, value, pending, self._pending)
         pending._cancel = lambda: self._cancel_request(side, request)
         side.enqueue(request, now)
+        request.register()
         return pending
 
     def _cancel_request(self, side: QueueSide, request: PendingRequest) -> bool:
@@ -260,7 +261,7 @@ class Broker(Host):
         self._called(now)
         removed = 0
         for side in (self._ask, self._ask_r):
-            count, wake = side.state.handle_cancel(tag, now)
+            count, wake = self._pending.withdraw(side.state, tag, now)
             side.woke(wake)
             removed += count
         self._pending.cancel_tag(tag)

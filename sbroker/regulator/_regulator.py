@@ -238,6 +238,7 @@ class Regulator(Host):
         request = PendingRequest(now, value, pending, self._pending)
         pending._cancel = lambda: self._cancel_pending(request)
         self._enqueued(request, now)
+        request.register()
         return pending
 
     def _cancel_pending(self, request: PendingRequest) -> bool:
@@ -298,7 +299,7 @@ class Regulator(Host):
         now = self._begin()
         count = 0
         if not self._open:
-            count, wake = self._queue.state.handle_cancel(tag, now)
+            count, wake = self._pending.withdraw(self._queue.state, tag, now)
             self._queue.woke(wake)
         self._pending.cancel_tag(tag)
         self._settle(self._valve.timeout(now), now)
