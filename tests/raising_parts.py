@@ -121,3 +121,10 @@ class RaisingValve:
     def init(self, running: Mapping[Hashable, Any], now: int) -> Any:
         """Refuse to build a state."""
         raise Boom("valve init")
+
+
+@attrs.frozen
+class RaisingCloseMeter(RecordingMeter):
+    """A recording meter whose state's ``close`` raises :class:`Boom`."""
+
+    fail_close: bool = True

@@ -105,9 +105,7 @@ async def test_failed_same_class_config_change_leaves_the_state(
             await park(nursery, broker.ask, range(3))
             before = broker.config()
             with pytest.raises(Boom):
-                broker.change_config(
-                    ask=FlakyQueue(fail_change=True), ask_r=DropQueue(), meters=[]
-                )
+                broker.change_config(ask=FlakyQueue(fail_change=True), ask_r=DropQueue(), meters=[])
             assert broker.config() == before
             assert log == ["init"]  # the meter was neither closed nor changed
             assert await serve_all(broker, 3) == [0, 1, 2]
