@@ -281,6 +281,10 @@ class DequeState:
         self._dead = 0
         return requests
 
+    def snapshot(self) -> list[Request]:
+        """The queued requests, oldest first, as ``terminate`` would return them; no changes."""
+        return list(self._queue)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} len={len(self)}>"
 

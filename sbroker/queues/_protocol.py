@@ -124,6 +124,17 @@ class QueueState(Protocol):
         """Return the remaining requests, oldest first, unanswered; the state is dead after."""
         ...
 
+    # Optional, not part of the checked protocol:
+    #
+    # def snapshot(self) -> list[Request] | None:
+    #     """The requests ``terminate`` would return, in its order, changing nothing.
+    #
+    #     ``None`` means "not available". Hosts use it to prepare a change to a
+    #     policy of another class without touching the running state; without
+    #     it they terminate the state and, if the new policy's ``init`` fails,
+    #     rebuild it with the running policy's ``init`` from the same requests.
+    #     """
+
 
 @runtime_checkable
 class QueuePolicy(Protocol):
@@ -134,6 +145,9 @@ class QueuePolicy(Protocol):
     wake time. A host reconfigures a queue by calling
     ``state.config_change(new_policy, now)`` when ``type(new_policy)`` is the
     type of the running policy, otherwise by ``new_policy.init(state.terminate(), now, on_drop)``.
+    ``init`` may also be called on a trial basis, to check that a new
+    configuration can take the queued requests before anything changes: it
+    must not act on anything but the state it creates.
     """
 
     def init(

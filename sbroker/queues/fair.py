@@ -494,6 +494,19 @@ class _FairState:
         requests.sort(key=_arrival_order)
         return requests
 
+    def snapshot(self) -> list[Request] | None:
+        """``terminate``'s order (F11) without changes; ``None`` if a sub-queue has no snapshot."""
+        requests: list[Request] = []
+        subs = itertools.chain(self._active.values(), (sub for sub, _, _ in self._parked.values()))
+        for sub in subs:
+            sub_snapshot = getattr(sub, "snapshot", None)
+            held = None if sub_snapshot is None else sub_snapshot()
+            if held is None:
+                return None
+            requests.extend(held)
+        requests.sort(key=_arrival_order)
+        return requests
+
     def __repr__(self) -> str:
         return (
             f"<FairQueue state len={self._len} active={len(self._active)} "
