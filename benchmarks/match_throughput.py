@@ -1,12 +1,24 @@
-"""Matches per second: a broker against ``trio.open_memory_channel(0)``.
+"""Matches per second: a broker against ``trio.open_memory_channel(0)`` and a minimal broker.
 
 The same workload runs on each: C client tasks each make N/C requests
 (``broker.ask()`` / ``send.send()``) and W worker tasks take them as fast as
-they come (``broker.ask_r()`` / ``receive.receive()``). Runs of the three
-contenders alternate in one process, and the median of the rounds is reported
-with the ratio broker / memory channel (higher is better; 1.0 = as fast).
+they come (``broker.ask_r()`` / ``receive.receive()``). Two references:
 
-    python benchmarks/match_throughput.py [--matches 50000] [--rounds 5]
+- the memory channel, trio's own hand-off;
+- a *minimal broker*: two deques of parked tasks, ``wait_task_rescheduled``
+  and ``reschedule``, with one checkpoint on an immediate match exactly as
+  trio's channel does (``checkpoint_if_cancelled`` then
+  ``cancel_shielded_checkpoint``) and no queue management at all: the floor
+  that trio's scheduler sets for this design.
+
+Runs of every contender alternate in one process (round after round), and the
+median of the rounds is reported with the ratios broker / channel and
+broker / minimal, each the median of the per-round ratios (higher is better;
+1.0 = as fast), which keeps the ratios steady on a busy machine. The brokers carry
+TimeoutQueue, DropQueue, CodelQueue or AdaptiveQueue on the ask side (the
+ask_r side always waits in a TimeoutQueue).
+
+    python benchmarks/match_throughput.py [--matches 50000] [--rounds 7]
 
 This prints figures; it is not a test and gates nothing.
 """
@@ -15,15 +27,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from typing import Any
 
+import outcome
 import trio
+from rounds import Workload, alternate, median_ratio
 
 from sbroker import Broker, Go
-from sbroker.queues import DropQueue, TimeoutQueue
-
-Workload = Callable[[int, int, int], Awaitable[int]]
+from sbroker.queues import AdaptiveQueue, CodelQueue, DropQueue, TimeoutQueue
 
 
 async def memory_channel(clients: int, workers: int, matches: int) -> int:
@@ -48,9 +60,63 @@ async def memory_channel(clients: int, workers: int, matches: int) -> int:
     return received
 
 
+class MinimalBroker:
+    """Two deques of parked tasks and nothing else: no policies, times or results."""
+
+    def __init__(self) -> None:
+        self._asks: deque[list[Any]] = deque()
+        self._ask_rs: deque[list[Any]] = deque()
+
+    async def _request(self, mine: deque[list[Any]], other: deque[list[Any]], value: Any) -> Any:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if other:
+            task, their_value = other.popleft()
+            trio.lowlevel.reschedule(task, outcome.Value(value))
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return their_value
+        entry = [trio.lowlevel.current_task(), value]
+        mine.append(entry)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            mine.remove(entry)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def ask(self, value: Any = None) -> Any:
+        return await self._request(self._asks, self._ask_rs, value)
+
+    async def ask_r(self, value: Any = None) -> Any:
+        return await self._request(self._ask_rs, self._asks, value)
+
+
+async def minimal_broker(clients: int, workers: int, matches: int) -> int:
+    broker = MinimalBroker()
+    matched = 0
+
+    async def client(count: int) -> None:
+        for i in range(count):
+            await broker.ask(i)
+
+    async def worker() -> None:
+        nonlocal matched
+        while True:
+            await broker.ask_r()
+            matched += 1
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(workers):
+            nursery.start_soon(worker)
+        async with trio.open_nursery() as producers:
+            for _ in range(clients):
+                producers.start_soon(client, matches // clients)
+        nursery.cancel_scope.cancel()
+    return matched
+
+
 def broker_workload(policy: object) -> Workload:
     async def run(clients: int, workers: int, matches: int) -> int:
-        broker = Broker(ask=policy, ask_r=policy)  # type: ignore[arg-type]
+        broker = Broker(ask=policy, ask_r=TimeoutQueue())  # type: ignore[arg-type]
         matched = 0
 
         async def client(count: int) -> None:
@@ -77,36 +143,34 @@ def broker_workload(policy: object) -> Workload:
     return run
 
 
-def timed(workload: Workload, clients: int, workers: int, matches: int) -> float:
-    """Matches per second of one run."""
-    start = time.perf_counter()
-    done = trio.run(workload, clients, workers, matches)
-    elapsed = time.perf_counter() - start
-    assert done == matches // clients * clients, (done, matches)
-    return done / elapsed
+CHANNEL = "memory channel"
+MINIMAL = "minimal broker"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--matches", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     contenders: dict[str, Workload] = {
-        "memory channel": memory_channel,
+        CHANNEL: memory_channel,
+        MINIMAL: minimal_broker,
         "broker TimeoutQueue": broker_workload(TimeoutQueue()),
         "broker DropQueue": broker_workload(DropQueue()),
+        "broker CodelQueue": broker_workload(CodelQueue()),
+        "broker AdaptiveQueue": broker_workload(AdaptiveQueue()),
     }
     print(f"{args.matches} matches per run, median of {args.rounds} alternating rounds\n")
-    print(f"{'clients/workers':<16}{'contender':<22}{'matches/s':>12}{'ratio':>8}")
+    print("| clients/workers | contender | matches/s | / channel | / minimal |")
+    print("|---|---|---:|---:|---:|")
     for clients, workers in ((1, 1), (100, 10), (1000, 100)):
-        rates: dict[str, list[float]] = {name: [] for name in contenders}
-        for _ in range(args.rounds):
-            for name, workload in contenders.items():
-                rates[name].append(timed(workload, clients, workers, args.matches))
-        baseline = statistics.median(rates["memory channel"])
+        rates = alternate(contenders, clients, workers, args.matches, args.rounds)
         for name, values in rates.items():
-            rate = statistics.median(values)
-            print(f"{clients}/{workers:<14}{name:<22}{rate:>12,.0f}{rate / baseline:>8.2f}")
+            print(
+                f"| {clients}/{workers} | {name} | {statistics.median(values):,.0f} "
+                f"| {median_ratio(values, rates[CHANNEL]):.2f} "
+                f"| {median_ratio(values, rates[MINIMAL]):.2f} |"
+            )
 
 
 if __name__ == "__main__":
