@@ -18,7 +18,7 @@ broker / minimal, each the median of the per-round ratios (higher is better;
 TimeoutQueue, DropQueue, CodelQueue or AdaptiveQueue on the ask side (the
 ask_r side always waits in a TimeoutQueue).
 
-    python benchmarks/match_throughput.py [--matches 50000] [--rounds 7]
+    python benchmarks/match_throughput.py [--matches 50000] [--rounds 7] [--cpu]
 
 This prints figures; it is not a test and gates nothing.
 """
@@ -28,11 +28,12 @@ from __future__ import annotations
 import argparse
 import statistics
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import outcome
 import trio
-from rounds import Workload, alternate, median_ratio
+from rounds import Workload, add_timing_arguments, alternate, median_ratio
 
 from sbroker import Broker, Go
 from sbroker.queues import AdaptiveQueue, CodelQueue, DropQueue, TimeoutQueue
@@ -60,34 +61,39 @@ async def memory_channel(clients: int, workers: int, matches: int) -> int:
     return received
 
 
-class MinimalBroker:
-    """Two deques of parked tasks and nothing else: no policies, times or results."""
+def _minimal_request(mine: str, other: str) -> Callable[[MinimalBroker, Any], Awaitable[Any]]:
+    """One side of the minimal broker; one coroutine per call, like ``Broker.ask``."""
 
-    def __init__(self) -> None:
-        self._asks: deque[list[Any]] = deque()
-        self._ask_rs: deque[list[Any]] = deque()
-
-    async def _request(self, mine: deque[list[Any]], other: deque[list[Any]], value: Any) -> Any:
+    async def request(self: MinimalBroker, value: Any = None) -> Any:
         await trio.lowlevel.checkpoint_if_cancelled()
-        if other:
-            task, their_value = other.popleft()
+        waiting = getattr(self, other)
+        if waiting:
+            task, their_value = waiting.popleft()
             trio.lowlevel.reschedule(task, outcome.Value(value))
             await trio.lowlevel.cancel_shielded_checkpoint()
             return their_value
-        entry = [trio.lowlevel.current_task(), value]
-        mine.append(entry)
+        queue = getattr(self, mine)
+        entry = (trio.lowlevel.current_task(), value)
+        queue.append(entry)
 
         def abort(_: object) -> trio.lowlevel.Abort:
-            mine.remove(entry)
+            queue.remove(entry)
             return trio.lowlevel.Abort.SUCCEEDED
 
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
-    async def ask(self, value: Any = None) -> Any:
-        return await self._request(self._asks, self._ask_rs, value)
+    return request
 
-    async def ask_r(self, value: Any = None) -> Any:
-        return await self._request(self._ask_rs, self._asks, value)
+
+class MinimalBroker:
+    """Two deques of parked tasks and nothing else: no policies, times or results."""
+
+    def __init__(self) -> None:
+        self.asks: deque[tuple[trio.lowlevel.Task, Any]] = deque()
+        self.ask_rs: deque[tuple[trio.lowlevel.Task, Any]] = deque()
+
+    ask = _minimal_request("asks", "ask_rs")
+    ask_r = _minimal_request("ask_rs", "asks")
 
 
 async def minimal_broker(clients: int, workers: int, matches: int) -> int:
@@ -150,7 +156,7 @@ MINIMAL = "minimal broker"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--matches", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=7)
+    add_timing_arguments(parser)
     args = parser.parse_args()
     contenders: dict[str, Workload] = {
         CHANNEL: memory_channel,
@@ -160,11 +166,12 @@ def main() -> None:
         "broker CodelQueue": broker_workload(CodelQueue()),
         "broker AdaptiveQueue": broker_workload(AdaptiveQueue()),
     }
-    print(f"{args.matches} matches per run, median of {args.rounds} alternating rounds\n")
+    timing = "CPU time" if args.cpu else "wall time"
+    print(f"{args.matches} matches per run, median of {args.rounds} alternating rounds, {timing}\n")
     print("| clients/workers | contender | matches/s | / channel | / minimal |")
     print("|---|---|---:|---:|---:|")
     for clients, workers in ((1, 1), (100, 10), (1000, 100)):
-        rates = alternate(contenders, clients, workers, args.matches, args.rounds)
+        rates = alternate(contenders, clients, workers, args.matches, args)
         for name, values in rates.items():
             print(
                 f"| {clients}/{workers} | {name} | {statistics.median(values):,.0f} "

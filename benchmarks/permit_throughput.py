@@ -6,7 +6,7 @@ gives it back (``async with regulator.permit():`` with an ``OpenValve(max_size=L
 one process, round after round; the table shows the median rate of each and
 the median per-round ratio regulator / limiter (higher is better; 1.0 = as fast).
 
-    python benchmarks/permit_throughput.py [--permits 50000] [--rounds 7]
+    python benchmarks/permit_throughput.py [--permits 50000] [--rounds 7] [--cpu]
 
 This prints figures; it is not a test and gates nothing.
 """
@@ -17,7 +17,7 @@ import argparse
 import statistics
 
 import trio
-from rounds import Workload, alternate, median_ratio
+from rounds import Workload, add_timing_arguments, alternate, median_ratio
 
 from sbroker.regulator import OpenValve, Regulator
 
@@ -68,17 +68,18 @@ LIMITER = "CapacityLimiter"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--permits", type=int, default=50_000)
-    parser.add_argument("--rounds", type=int, default=7)
+    add_timing_arguments(parser)
     args = parser.parse_args()
     contenders: dict[str, Workload] = {
         LIMITER: capacity_limiter,
         "regulator.permit() OpenValve": regulator_permit,
     }
-    print(f"{args.permits} permits per run, median of {args.rounds} alternating rounds\n")
+    timing = "CPU time" if args.cpu else "wall time"
+    print(f"{args.permits} permits per run, median of {args.rounds} alternating rounds, {timing}\n")
     print("| tasks/limit | contender | permits/s | / limiter |")
     print("|---|---|---:|---:|")
     for tasks, limit in ((1, 1), (10, 10), (100, 10), (1000, 100)):
-        rates = alternate(contenders, tasks, limit, args.permits, args.rounds)
+        rates = alternate(contenders, tasks, limit, args.permits, args)
         for name, values in rates.items():
             print(
                 f"| {tasks}/{limit} | {name} | {statistics.median(values):,.0f} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -12,23 +13,39 @@ import trio
 Workload = Callable[[int, int, int], Awaitable[int]]
 
 
-def timed(workload: Workload, tasks: int, width: int, count: int) -> float:
+def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--rounds`` and ``--cpu``, shared by the throughput benchmarks."""
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="time by the process's CPU time instead of wall time "
+        "(steadier on a shared machine; trio's loop is one thread)",
+    )
+
+
+def timed(workload: Workload, tasks: int, width: int, count: int, *, cpu: bool = False) -> float:
     """Operations per second of one ``trio.run`` of ``workload``."""
-    start = time.perf_counter()
+    clock = time.process_time if cpu else time.perf_counter
+    start = clock()
     done = trio.run(workload, tasks, width, count)
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     assert done == count // tasks * tasks, (done, count)
     return done / elapsed
 
 
 def alternate(
-    contenders: dict[str, Workload], tasks: int, width: int, count: int, rounds: int
+    contenders: dict[str, Workload],
+    tasks: int,
+    width: int,
+    count: int,
+    args: argparse.Namespace,
 ) -> dict[str, list[float]]:
     """Run every contender once per round, round after round; their rates per round."""
     rates: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
+    for _ in range(args.rounds):
         for name, workload in contenders.items():
-            rates[name].append(timed(workload, tasks, width, count))
+            rates[name].append(timed(workload, tasks, width, count, cpu=args.cpu))
     return rates
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -27,11 +28,11 @@ from sbroker._pending import (
 )
 from sbroker._queue_side import QueueSide, validate_policy
 from sbroker._reply import call, serve
-from sbroker._results import Drop, Go, new_go_pair
+from sbroker._results import REFUSED, Drop, Go, new_result
 from sbroker._statistics import BrokerStatistics, recent_window, side_statistics
 from sbroker._units import NS_PER_SECOND
 from sbroker.meters import Meter, Sample
-from sbroker.queues import QueuePolicy, TimeoutQueue
+from sbroker.queues import QueuePolicy, Request, TimeoutQueue
 
 Result = Go | Drop
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
@@ -39,7 +40,12 @@ _current_clock = trio.lowlevel.current_clock
 
 
 def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[Result]]:
-    """Make ``Broker.ask``/``Broker.ask_r``: the hot path, written once for both sides."""
+    """Make ``Broker.ask``/``Broker.ask_r``: the hot path, written once for both sides.
+
+    One clock reading; one checkpoint on an immediate match, as trio's
+    channels make (``checkpoint_if_cancelled`` before, a cancel-shielded
+    schedule point after), so a match once made is never undone.
+    """
 
     async def request(self: Broker, value: Any = None) -> Result:
         await _checkpoint_if_cancelled()
@@ -50,16 +56,18 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
         side, other = self._sides[name]
         if self._guarded and not self._admit(side, now):
             await cancel_shielded_checkpoint()
-            return Drop(0)
-        go = self._match(side, other, value, now)
-        if go is not None:
+            return REFUSED
+        item = other.state.handle_out(now)
+        if item is not None:
+            go = self._matched(other, item, value, now)
             await cancel_shielded_checkpoint()
             return go
-        request = TaskRequest(now, value)
+        self._missed(side, other, now)
+        request = TaskRequest(now, value, side.abandon)
         side.wake = wake = side.state.handle_in(request, now)  # side.enqueue, inlined
         if wake is not None and wake < self._timer:
             self._schedule(wake)
-        return await request.wait(side.remove)
+        return await request.wait()
 
     request.__name__ = request.__qualname__ = name
     request.__doc__ = doc
@@ -94,6 +102,8 @@ class Broker(Host):
         self._ask = QueueSide("ask", ask, now, self._schedule)
         self._ask_r = QueueSide("ask_r", ask_r, now, self._schedule)
         self._sides = {"ask": (self._ask, self._ask_r), "ask_r": (self._ask_r, self._ask)}
+        for side in (self._ask, self._ask_r):
+            side.withdraw = partial(self._withdraw, side)
         self._pending = TagRegistry()
         self._matches = 0  # every match answers one ask and one ask_r Go
         self._recent = recent_window()  # waits of recent matches: > 0 ask waited, < 0 ask_r
@@ -120,11 +130,21 @@ class Broker(Host):
         """Match with the counterparty ``other``'s policy hands out, if any."""
         item = other.state.handle_out(now)
         if item is None:
-            other.wake = None
-            if self._waiting is not side:  # M5
-                self._waiting = side
-                self._empty_time = now
+            self._missed(side, other, now)
             return None
+        return self._matched(other, item, value, now)
+
+    def _missed(self, side: QueueSide, other: QueueSide, now: int) -> None:
+        """``other`` had nobody to hand out: note it (M5)."""
+        other.wake = None
+        if self._waiting is not side:
+            self._waiting = side
+            self._empty_time = now
+
+    def _matched(
+        self, other: QueueSide, item: tuple[Request, int | None], value: Any, now: int
+    ) -> Go:
+        """Answer the request ``other`` handed out; return the caller's ``Go``."""
         request, wake = item
         other.wake = wake  # other.woke(wake), inlined: the hot path
         if wake is not None and wake < self._timer:
@@ -133,18 +153,18 @@ class Broker(Host):
         self._matches += 1
         self._recent.append(other.sign * waited)
         # The waiting request's arrival number is unique, so it serves as the match's ref.
-        to_waiter, to_caller = new_go_pair(request.seq, value, request.value, waited)
-        request.answer(to_waiter)  # type: ignore[attr-defined]
-        return to_caller
+        ref = request.seq
+        request.answer(new_result(Go, (ref, value, waited, waited)))  # type: ignore[attr-defined]
+        return new_result(Go, (ref, request.value, -waited, 0))
 
     def _request_nowait(self, side: QueueSide, other: QueueSide, value: Any) -> Result:
         now = self._now()
         if self._guarded and not self._admit(side, now):
-            return Drop(0)
+            return REFUSED
         go = self._match(side, other, value, now)
         if go is None:
             side.drops += 1
-            return Drop(0)
+            return REFUSED
         return go
 
     def _request_async(
@@ -153,18 +173,18 @@ class Broker(Host):
         tag = fresh_tag(tag)
         now = self._now()
         if self._guarded and not self._admit(side, now):
-            return Drop(0) if dynamic else Pending.settled(tag, Drop(0))
+            return REFUSED if dynamic else Pending.settled(tag, REFUSED)
         go = self._match(side, other, value, now)
         if go is not None:
             return go if dynamic else Pending.settled(tag, go)
         pending = Pending(tag)
-        request = PendingRequest(now, value, pending, self._pending)
-        pending._cancel = lambda: self._cancel_request(side, request)
+        request = PendingRequest(now, value, pending, self._pending, side.withdraw)
         side.enqueue(request, now)
         request.register()
         return pending
 
-    def _cancel_request(self, side: QueueSide, request: PendingRequest) -> bool:
+    def _withdraw(self, side: QueueSide, request: PendingRequest) -> bool:
+        """``Pending.cancel`` of a request queued in ``side`` (bound once per side)."""
         self._check_open()
         now = self._now()
         self._called(now)

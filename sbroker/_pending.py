@@ -29,23 +29,36 @@ cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 
 
 class Token:
-    """A unique value, equal only to itself, printed with a number: ``<tag 7>``."""
+    """A unique value, equal only to itself, printed with a number: ``<tag 7>``.
+
+    The number is drawn when the token is first printed, so that making one
+    (once per granted permit) runs no Python code.
+    """
 
     __slots__ = ("_number",)
+    _number: int
     _label = "token"
 
-    def __init__(self) -> None:
-        self._number = next(_tag_numbers)
-
     def __repr__(self) -> str:
-        return f"<{self._label} {self._number}>"
+        try:
+            number = self._number
+        except AttributeError:
+            number = self._number = next(_tag_numbers)
+        return f"<{self._label} {number}>"
 
 
 class FreshTag(Token):
-    """A unique tag made for an async request given none."""
+    """A unique tag made for an async request given none.
 
-    __slots__ = ()
+    ``request`` is the host's: the queued request filed under this tag (see
+    :class:`TagRegistry`), or ``None``.
+    """
+
+    __slots__ = ("request",)
     _label = "tag"
+
+    def __init__(self) -> None:
+        self.request: PendingRequest | None = None
 
 
 #: The tag of blocking requests: no caller can name it, so ``cancel`` never reaches them.
@@ -57,22 +70,33 @@ async def _answered(result: Result) -> Result:
     return result
 
 
+_current_task = trio.lowlevel.current_task
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_reschedule = trio.lowlevel.reschedule
+_Value = outcome.Value
+_SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
+
+
 class TaskRequest(Request):
-    """A queued request whose caller is (or is about to be) a parked task."""
+    """A queued request whose caller is (or is about to be) a parked task.
+
+    ``abandon(request)`` removes it from its queue when the task is cancelled
+    while parked (the host passes one shared callable per queue).
+    """
 
     __slots__ = ("abandon", "result", "task")
+    tag = UNTAGGED  # never set: blocking requests have no tag a caller can name
 
-    def __init__(self, send_time: int, value: Any) -> None:
+    def __init__(self, send_time: int, value: Any, abandon: Callable[[TaskRequest], None]) -> None:
         # Request.__init__ inlined: this runs for every caller that waits.
         self.send_time = send_time
         self.value = value
-        self.tag = UNTAGGED
         self.seq = next_sequence()
+        self.abandon = abandon
         self.task: trio.lowlevel.Task | None = None
         self.result: Result | None = None
-        self.abandon: Callable[[TaskRequest], None]
 
-    def wait(self, abandon: Callable[[TaskRequest], None]) -> Awaitable[Result]:
+    def wait(self) -> Awaitable[Result]:
         """Park the calling task until the request is answered; await the answer.
 
         If the task is cancelled while parked, ``abandon(request)`` removes it
@@ -81,15 +105,14 @@ class TaskRequest(Request):
         """
         if self.result is not None:  # answered already, e.g. dropped on arrival
             return _answered(self.result)
-        self.task = trio.lowlevel.current_task()
-        self.abandon = abandon
-        return trio.lowlevel.wait_task_rescheduled(self._abort)
+        self.task = _current_task()
+        return _wait_task_rescheduled(self._abort)
 
     def _abort(self, _: object) -> trio.lowlevel.Abort:
         """trio's abort function: the parked task was cancelled."""
         self.task = None
         self.abandon(self)
-        return trio.lowlevel.Abort.SUCCEEDED
+        return _SUCCEEDED
 
     def answer(self, result: Result) -> None:
         """Wake the parked task with ``result``, or keep it if the task has not parked yet."""
@@ -98,7 +121,7 @@ class TaskRequest(Request):
             self.result = result
         else:
             self.task = None
-            trio.lowlevel.reschedule(task, outcome.Value(result))
+            _reschedule(task, _Value(result))
 
 
 class Pending:
@@ -118,14 +141,16 @@ class Pending:
       or cancelled.
     """
 
-    __slots__ = ("_cancel", "_event", "cancelled", "result", "tag")
+    # No closure per request: ``_withdraw`` is one callable per host queue,
+    # called with the queued request.
+    __slots__ = ("_event", "_request", "_withdraw", "result", "tag")
 
-    def __init__(self, tag: Hashable, cancel: Callable[[], bool] | None = None) -> None:
+    def __init__(self, tag: Hashable) -> None:
         self.tag = tag
         self.result: Result | None = None
-        self.cancelled = False
         self._event: trio.Event | None = None
-        self._cancel = cancel
+        self._request: PendingRequest | None = None
+        self._withdraw: Callable[[PendingRequest], bool] | None = None
 
     @classmethod
     def settled(cls, tag: Hashable, result: Result) -> Pending:
@@ -134,9 +159,14 @@ class Pending:
         pending.result = result
         return pending
 
+    @property
+    def cancelled(self) -> bool:
+        """``True`` once the request was removed by a cancel, unanswered."""
+        return self.result is None and self._request is None
+
     async def wait(self) -> Result:
         """Wait for the answer and return it (a checkpoint even when already settled)."""
-        if self.result is None and not self.cancelled:
+        if self._request is not None:
             if self._event is None:
                 self._event = trio.Event()
             await self._event.wait()
@@ -148,19 +178,19 @@ class Pending:
 
     def cancel(self) -> bool:
         """Remove the request if it is still queued; ``True`` if it was."""
-        if self.result is not None or self.cancelled or self._cancel is None:
+        request, withdraw = self._request, self._withdraw
+        if request is None or withdraw is None:
             return False
-        return self._cancel()
+        return withdraw(request)
 
     def _settle(self, result: Result) -> None:
         self.result = result
-        self._cancel = None
+        self._request = None
         if self._event is not None:
             self._event.set()
 
     def _mark_cancelled(self) -> None:
-        self.cancelled = True
-        self._cancel = None
+        self._request = None
         if self._event is not None:
             self._event.set()
 
@@ -178,10 +208,23 @@ class PendingRequest(Request):
 
     __slots__ = ("pending", "registry")
 
-    def __init__(self, send_time: int, value: Any, pending: Pending, registry: TagRegistry) -> None:
-        super().__init__(send_time, value, pending.tag)
+    def __init__(
+        self,
+        send_time: int,
+        value: Any,
+        pending: Pending,
+        registry: TagRegistry,
+        withdraw: Callable[[PendingRequest], bool] | None = None,
+    ) -> None:
+        # Request.__init__ inlined (fair_key stays unset until a FairQueue files it).
+        self.send_time = send_time
+        self.value = value
+        self.tag = pending.tag
+        self.seq = next_sequence()
         self.pending = pending
         self.registry = registry
+        pending._request = self
+        pending._withdraw = withdraw
 
     def register(self) -> None:
         """Index the request by its tag, now that its policy took it (unless it answered it)."""
@@ -201,30 +244,59 @@ class TagRegistry:
     many; the registry tells the host whose pendings to mark cancelled, and
     gives policies that offer ``cancel_requests`` the requests to look at, so
     cancelling a tag costs O(its requests), not O(queue length). Every
-    operation on one request is O(1): each tag maps to an insertion-ordered
-    dict of its requests.
+    operation on one request is O(1).
+
+    Memory per request is kept small, as most tags hold one request: a fresh
+    tag (made for a request given none) holds its first request itself, and
+    a tag with a single request maps to it directly; only a tag with several
+    maps to an insertion-ordered dict of them.
     """
 
     __slots__ = ("_by_tag",)
 
     def __init__(self) -> None:
-        self._by_tag: dict[Hashable, dict[PendingRequest, None]] = {}
+        self._by_tag: dict[Hashable, PendingRequest | dict[PendingRequest, None]] = {}
 
     def add(self, request: PendingRequest) -> None:
         """Register a queued request."""
-        requests = self._by_tag.get(request.tag)
-        if requests is None:
-            self._by_tag[request.tag] = {request: None}
+        tag = request.tag
+        if type(tag) is FreshTag and tag.request is None:
+            tag.request = request
+            return
+        by_tag = self._by_tag
+        held = by_tag.get(tag)
+        if held is None:
+            by_tag[tag] = request
+        elif type(held) is dict:
+            held[request] = None
         else:
-            requests[request] = None
+            by_tag[tag] = {held: None, request: None}  # type: ignore[dict-item]
 
     def discard(self, request: PendingRequest) -> None:
         """Forget a request that was answered or removed (if registered)."""
-        requests = self._by_tag.get(request.tag)
-        if requests is not None:
-            requests.pop(request, None)
-            if not requests:
-                del self._by_tag[request.tag]
+        tag = request.tag
+        if type(tag) is FreshTag and tag.request is request:
+            tag.request = None
+            return
+        by_tag = self._by_tag
+        held = by_tag.get(tag)
+        if held is request:
+            del by_tag[tag]
+        elif type(held) is dict:
+            held.pop(request, None)
+            if not held:
+                del by_tag[tag]
+
+    def _requests(self, tag: Hashable) -> list[PendingRequest]:
+        requests = []
+        if type(tag) is FreshTag and tag.request is not None:
+            requests.append(tag.request)
+        held = self._by_tag.get(tag)
+        if type(held) is dict:
+            requests.extend(held)
+        elif held is not None:
+            requests.append(held)  # type: ignore[arg-type]
+        return requests
 
     def withdraw(self, state: QueueState, tag: Hashable, now: int) -> tuple[int, int | None]:
         """Remove from ``state`` every queued request tagged ``tag``: ``(count, W)``.
@@ -236,8 +308,7 @@ class TagRegistry:
         if cancel_requests is None:
             return state.handle_cancel(tag, now)
         # A copy: drops made by the policy's check discard from the registry.
-        requests = tuple(self._by_tag.get(tag, ()))
-        count, wake = cancel_requests(tag, requests, now)
+        count, wake = cancel_requests(tag, self._requests(tag), now)
         return count, wake
 
     def cancel(self, request: PendingRequest) -> None:
@@ -247,7 +318,11 @@ class TagRegistry:
 
     def cancel_tag(self, tag: Hashable) -> None:
         """Mark cancelled every request under ``tag`` (the policies removed them)."""
-        for request in self._by_tag.pop(tag, []):
+        requests = self._requests(tag)
+        if type(tag) is FreshTag:
+            tag.request = None
+        self._by_tag.pop(tag, None)
+        for request in requests:
             request.pending._mark_cancelled()
 
 

@@ -9,6 +9,7 @@ changes of every part only once all of them were prepared.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sbroker._results import Drop
 from sbroker._time import now_ns
@@ -30,9 +31,23 @@ class QueueSide:
     """One queue of a broker or regulator.
 
     ``schedule(wake)`` tells the host's timer about a new wake time.
+    ``abandon`` is :meth:`remove`, bound once for the requests of parked
+    tasks; ``withdraw(request)`` is the host's ``Pending.cancel`` for this
+    queue, set by the host (both shared by every request: no closure each).
     """
 
-    __slots__ = ("_schedule", "_staged_drops", "drops", "name", "policy", "sign", "state", "wake")
+    __slots__ = (
+        "_schedule",
+        "_staged_drops",
+        "abandon",
+        "drops",
+        "name",
+        "policy",
+        "sign",
+        "state",
+        "wake",
+        "withdraw",
+    )
 
     def __init__(
         self,
@@ -49,6 +64,8 @@ class QueueSide:
         self.policy = policy
         self.state: QueueState
         self.state, self.wake = policy.init([], now, self.drop)
+        self.abandon: Callable[[Request], None] = self.remove
+        self.withdraw: Callable[[Any], bool] | None = None
 
     def drop(self, request: Request, now: int) -> None:
         """The policy dropped ``request``: answer it (queues.md Q4).

@@ -1,17 +1,23 @@
 """The answers a broker or regulator gives: ``Go``, ``Drop``, ``Stop``, ``NotFound``.
 
-All are frozen attrs classes, usable in ``match`` statements
-(``case Go(value=v):``). Every time is an ``int`` of nanoseconds.
+Every time is an ``int`` of nanoseconds. ``Go`` and ``Drop`` are answered on
+every request, so they are small immutable tuples underneath (built in one C
+call on the hot path) with named read-only fields: usable in ``match``
+statements (``case Go(value=v):``), printable, hashable, and equal only to a
+result of the same class with equal fields (never to a plain tuple).
+``Stop`` and ``NotFound`` are frozen attrs classes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Any, ClassVar, Generic
 
 import attrs
 
 if TYPE_CHECKING:
+    from typing import Self
+
     from typing_extensions import TypeVar
 
     #: The type of ``Go.value``; a bare ``Go`` is ``Go[Any]``.
@@ -21,9 +27,39 @@ else:  # typing.TypeVar takes no default before Python 3.13; only checkers read 
 
     ValueT = TypeVar("ValueT", covariant=True)
 
+#: ``new_result(Go, (ref, value, relative_time, sojourn_time))``: a result without
+#: a Python frame (the hosts' hot path); the fields are not checked.
+new_result = tuple.__new__
 
-@attrs.frozen
-class Go(Generic[ValueT]):
+
+class _Result(tuple[Any, ...]):
+    """An immutable result: a tuple of its fields, equal only to its own class."""
+
+    __slots__ = ()
+    __match_args__: ClassVar[tuple[str, ...]]
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = tuple.__hash__
+
+    def _unordered(self, other: object) -> bool:
+        return NotImplemented  # type: ignore[no-any-return]  # results have no order
+
+    __lt__ = __le__ = __gt__ = __ge__ = _unordered
+
+    def __getnewargs__(self) -> tuple[Any, ...]:
+        return tuple(self)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={field!r}" for name, field in zip(self.__match_args__, self))
+        return f"{type(self).__name__}({fields})"
+
+
+class Go(_Result, Generic[ValueT]):
     """A match was made.
 
     ``Go`` is generic in its value: annotate ``Go[Job]`` where the
@@ -38,14 +74,34 @@ class Go(Generic[ValueT]):
         sojourn_time: ns from the caller's request to this answer, ``>= 0``.
     """
 
-    ref: Hashable
-    value: ValueT
-    relative_time: int
-    sojourn_time: int
+    __slots__ = ()
+    __match_args__ = ("ref", "value", "relative_time", "sojourn_time")
+
+    def __new__(cls, ref: Hashable, value: ValueT, relative_time: int, sojourn_time: int) -> Self:
+        return tuple.__new__(cls, (ref, value, relative_time, sojourn_time))
+
+    @property
+    def ref(self) -> Hashable:
+        """Unique per match; both sides of a match get an equal ``ref``."""
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def value(self) -> ValueT:
+        """The counterparty's request value."""
+        return self[1]  # type: ignore[no-any-return]
+
+    @property
+    def relative_time(self) -> int:
+        """ns; ``> 0``: the caller waited, ``< 0``: the counterparty had waited."""
+        return self[2]  # type: ignore[no-any-return]
+
+    @property
+    def sojourn_time(self) -> int:
+        """ns from the caller's request to this answer, ``>= 0``."""
+        return self[3]  # type: ignore[no-any-return]
 
 
-@attrs.frozen
-class Drop:
+class Drop(_Result):
     """The request was dropped: no match was made.
 
     Attributes:
@@ -54,7 +110,20 @@ class Drop:
             ``nb_ask`` with nobody waiting).
     """
 
-    sojourn_time: int
+    __slots__ = ()
+    __match_args__ = ("sojourn_time",)
+
+    def __new__(cls, sojourn_time: int) -> Self:
+        return tuple.__new__(cls, (sojourn_time,))
+
+    @property
+    def sojourn_time(self) -> int:
+        """ns from the caller's request to the drop, ``>= 0``."""
+        return self[0]  # type: ignore[no-any-return]
+
+
+#: The answer of a request refused at the door; results are immutable, so one will do.
+REFUSED = Drop(0)
 
 
 @attrs.frozen
@@ -69,27 +138,3 @@ class NotFound:
     """``regulator.continue_`` on a permit the regulator does not know."""
 
     sojourn_time: int
-
-
-_new_object = object.__new__
-_set_ref, _set_value = Go.ref.__set__, Go.value.__set__  # type: ignore[attr-defined,misc]
-_set_relative, _set_sojourn = Go.relative_time.__set__, Go.sojourn_time.__set__  # type: ignore[attr-defined]
-
-
-def new_go_pair(ref: Hashable, caller_value: Any, waiter_value: Any, waited: int) -> tuple[Go, Go]:
-    """The two ``Go``s of one match, built through their slots (the hot path).
-
-    The waiter, whose request had waited ``waited`` ns, gets the caller's value;
-    the caller, answered at once, gets the waiter's value (api.md Results).
-    """
-    to_waiter: Go = _new_object(Go)
-    _set_ref(to_waiter, ref)
-    _set_value(to_waiter, caller_value)
-    _set_relative(to_waiter, waited)
-    _set_sojourn(to_waiter, waited)
-    to_caller: Go = _new_object(Go)
-    _set_ref(to_caller, ref)
-    _set_value(to_caller, waiter_value)
-    _set_relative(to_caller, -waited)
-    _set_sojourn(to_caller, 0)
-    return to_waiter, to_caller

@@ -34,9 +34,10 @@ from sbroker._pending import (
     fresh_tag,
 )
 from sbroker._queue_side import QueueSide, validate_policy
-from sbroker._results import Drop, Go, NotFound, Stop
+from sbroker._results import REFUSED, Drop, Go, NotFound, Stop, new_result
 from sbroker._statistics import RegulatorStatistics, recent_window, side_statistics
 from sbroker._time import now_ns
+from sbroker._units import NS_PER_SECOND
 from sbroker._validators import check_factory
 from sbroker.meters import Meter, Sample
 from sbroker.queues import QueuePolicy, Request, TimeoutQueue
@@ -44,6 +45,9 @@ from sbroker.regulator._valve_protocol import Valve, ValveState, Verdict
 from sbroker.regulator.open_valve import OpenValve
 
 Result = Go | Drop
+_checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+_current_clock = trio.lowlevel.current_clock
+_current_task = trio.lowlevel.current_task
 
 
 class Permit(Token):
@@ -57,6 +61,35 @@ def validate_valve(valve: object) -> Valve:
     """A valve argument must implement :class:`Valve`."""
     check_factory("valve", valve, Valve, 2, "a valve")
     return valve  # type: ignore[return-value]
+
+
+class PermitHold:
+    """The async context manager :meth:`Regulator.permit` returns.
+
+    Entering asks for a permit (raising :class:`~sbroker.Dropped` when the
+    ask is dropped) and returns its ``Go``; leaving releases it, however the
+    block exits, unless the regulator was closed meanwhile. A class rather
+    than a generator: entering and leaving cost no generator frame.
+    """
+
+    __slots__ = ("_ref", "_regulator", "_value")
+
+    def __init__(self, regulator: Regulator, value: Any) -> None:
+        self._regulator = regulator
+        self._value = value
+        self._ref: Hashable = None
+
+    async def __aenter__(self) -> Go:
+        result = await self._regulator.ask(self._value)
+        if type(result) is Drop:
+            raise Dropped(result)
+        self._ref = result[0]
+        return result  # type: ignore[return-value]
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        regulator = self._regulator
+        if not regulator._closed:
+            regulator.done(self._ref)
 
 
 class Regulator(Host):
@@ -97,25 +130,28 @@ class Regulator(Host):
         self._granted = 0  # permits granted
         self._refused = 0  # asks answered Drop at the door (protector, nb_ask while closed)
         self._recent = recent_window()  # how long recently granted asks waited
+        self._abandon_task = self._abandon  # bound once: shared by every parked ask
+        self._withdraw = self._cancel_pending  # bound once: every Pending.cancel
         self._init_meters(meter_list, now)
 
     # -- R14: reacting to the valve -------------------------------------------------
 
     def _settle(self, verdict: Verdict, now: int, *, queue_checked: bool = False) -> None:
         was_open = self._open
-        if verdict.status == "open":
-            self._valve_wake = verdict.wake_at
+        status, wake = verdict
+        self._valve_wake = wake
+        if status == "open":
             if not was_open:
                 self._drain(now)
-            self._schedule(self._valve_wake)
-            return
-        self._open = False
-        self._valve_wake = verdict.wake_at
-        if was_open:
-            self._empty_time = now
-        elif not queue_checked:
-            self._queue.woke(self._queue.state.handle_timeout(now))
-        self._schedule(verdict.wake_at)
+                wake = self._valve_wake
+        else:
+            self._open = False
+            if was_open:
+                self._empty_time = now
+            elif not queue_checked:
+                self._queue.woke(self._queue.state.handle_timeout(now))
+        if wake is not None and wake < self._timer:  # self._schedule(wake), inlined
+            self._schedule(wake)
 
     def _drain(self, now: int) -> None:
         """R7: grant waiting asks while the valve stays open."""
@@ -134,7 +170,8 @@ class Regulator(Host):
             sent = request.send_time
             self._granted += 1
             self._recent.append(now - sent)
-            request.answer(Go(ref, self, open_time - sent, now - sent))  # type: ignore[attr-defined]
+            go: Go = new_result(Go, (ref, self, open_time - sent, now - sent))
+            request.answer(go)  # type: ignore[attr-defined]
             self._valve_wake = verdict.wake_at
             if verdict.status == "closed":
                 self._open = False
@@ -148,19 +185,33 @@ class Regulator(Host):
             self._settle(self._valve.timeout(now), now)
 
     def _begin(self) -> int:
-        """Start a call: closed check, nudge (M3), overdue work (R4); return ``now``."""
-        self._check_open()
-        now = self._now()
-        self._catch_up(now)
+        """Start a call: closed check, nudge (M3), overdue work (R4); return ``now``.
+
+        Unguarded (open, no protector, no nudge due), the checks reduce to
+        one clock reading and the overdue test of R4: the hot path.
+        """
+        if self._guarded:
+            self._check_open()
+            now = self._now()
+            self._catch_up(now)
+            return now
+        clock = _current_clock()  # self._now(), inlined
+        if clock is not self._clock:
+            self._bind(clock)
+        now = round(clock.current_time() * NS_PER_SECOND)
+        valve, queue = self._valve_wake, self._queue.wake  # self._deadline(), inlined
+        if (valve is not None and valve <= now) or (queue is not None and queue <= now):
+            self._settle(self._valve.timeout(now), now)
         return now
 
     def _begin_gated(self) -> int | None:
         """:meth:`_begin` for a gated call (P12): ``None`` when the protector drops it."""
-        self._check_open()
-        protector = self._protector
-        if protector is not None and not protector.admit("ask"):
-            self._refused += 1
-            return None
+        if self._guarded:
+            self._check_open()
+            protector = self._protector
+            if protector is not None and not protector.admit("ask"):
+                self._refused += 1
+                return None
         return self._begin()
 
     # -- asking for a permit ------------------------------------------------------------
@@ -172,7 +223,7 @@ class Regulator(Host):
         self._granted += 1
         self._recent.append(0)  # granted at once: waited 0
         self._settle(verdict, now)
-        return Go(ref, self, open_time - now, 0)
+        return new_result(Go, (ref, self, open_time - now, 0))
 
     def _enqueued(self, request: Request, now: int) -> None:
         """R6: queue an ask, then let the valve re-evaluate."""
@@ -186,18 +237,18 @@ class Regulator(Host):
         waiting leaves the queue and gets no permit. The permit must be
         released with :meth:`done` (or use :meth:`permit`).
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        now = self._begin_gated()
+        await _checkpoint_if_cancelled()
+        now = self._begin_gated() if self._guarded else self._begin()
         if now is None:
             await cancel_shielded_checkpoint()
-            return Drop(0)
+            return REFUSED
         if self._open:
-            go = self._grant(now, trio.lowlevel.current_task())
+            go = self._grant(now, _current_task())
             await cancel_shielded_checkpoint()
             return go
-        request = TaskRequest(now, value)
+        request = TaskRequest(now, value, self._abandon_task)
         self._enqueued(request, now)
-        return await request.wait(self._abandon)
+        return await request.wait()
 
     def _abandon(self, request: Request) -> None:
         """R12: a waiting task was cancelled."""
@@ -209,12 +260,12 @@ class Regulator(Host):
         """A permit if the valve is open now, else ``Drop(0)``; never queues."""
         now = self._begin_gated()
         if now is None:
-            return Drop(0)
+            return REFUSED
         if self._open:
             return self._grant(now, None)
         self._settle(self._valve.timeout(now), now)  # R6
         self._refused += 1
-        return Drop(0)
+        return REFUSED
 
     def async_ask(self, value: Any = None, *, tag: Hashable = None) -> Pending:
         """Ask without blocking: a :class:`~sbroker.Pending`, settled at once if open."""
@@ -230,18 +281,17 @@ class Regulator(Host):
         tag = fresh_tag(tag)
         now = self._begin_gated()
         if now is None:
-            return Drop(0) if dynamic else Pending.settled(tag, Drop(0))
+            return REFUSED if dynamic else Pending.settled(tag, REFUSED)
         if self._open:
             go = self._grant(now, None)
             return go if dynamic else Pending.settled(tag, go)
         pending = Pending(tag)
-        request = PendingRequest(now, value, pending, self._pending)
-        pending._cancel = lambda: self._cancel_pending(request)
+        request = PendingRequest(now, value, pending, self._pending, self._withdraw)
         self._enqueued(request, now)
         request.register()
         return pending
 
-    def _cancel_pending(self, request: PendingRequest) -> bool:
+    def _cancel_pending(self, request: PendingRequest) -> bool:  # bound once: _withdraw
         """``Pending.cancel``: ``True`` only if the request was still queued and is now removed.
 
         Overdue valve and queue work runs first (R4); if it answers this very
@@ -255,21 +305,14 @@ class Regulator(Host):
         self._abandon(request)
         return True
 
-    @asynccontextmanager
-    async def permit(self, value: Any = None) -> AsyncIterator[Go]:
-        """Hold a permit for the block; it is released however the block exits.
+    def permit(self, value: Any = None) -> PermitHold:
+        """Hold a permit for the block: ``async with regulator.permit() as go:``.
 
-        Raises :class:`~sbroker.Dropped` (carrying the ``Drop``) if the ask is
-        dropped.
+        The permit is released however the block exits (unless the regulator
+        was closed meanwhile). Raises :class:`~sbroker.Dropped` (carrying the
+        ``Drop``) if the ask is dropped.
         """
-        result = await self.ask(value)
-        if isinstance(result, Drop):
-            raise Dropped(result)
-        try:
-            yield result
-        finally:
-            if not self._closed:
-                self.done(result.ref)
+        return PermitHold(self, value)
 
     # -- permit holders --------------------------------------------------------------------
 

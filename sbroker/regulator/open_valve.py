@@ -10,10 +10,13 @@ has a relative time of zero, and with ``max_size=None`` every ask reports
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import Any
+
 import attrs
 
 from sbroker.regulator._valve_base import BaseValveState, ValveConfig, check_sizes, max_size_field
-from sbroker.regulator._valve_protocol import OPEN, Verdict
+from sbroker.regulator._valve_protocol import CLOSED, OPEN, Verdict
 
 
 class _OpenState(BaseValveState["OpenValve"]):
@@ -33,6 +36,28 @@ class _OpenState(BaseValveState["OpenValve"]):
     def _readmit(self, k: int, now: int) -> int | None:
         # V5: below max -> GO(base); at max -> GO(now) (releasing would move base).
         return now if k == self._max else self._base
+
+    # ask and done, the regulator's hot path, in one step each: the base
+    # class's answers with its hooks resolved for this valve (no min_size).
+
+    def ask(self, ref: Hashable, owner: Any, now: int) -> tuple[int, Verdict]:
+        """Grant ``ref``; the open time is ``base``; closed once ``max_size`` run."""
+        running = self._running
+        running[ref] = owner
+        max_size = self._max
+        return self._base, CLOSED if max_size is not None and len(running) >= max_size else OPEN
+
+    def done(self, ref: Hashable, now: int) -> tuple[bool, Verdict]:
+        """Release ``ref``; ``base`` moves to ``now`` when the count leaves ``max_size``."""
+        running = self._running
+        n = len(running)
+        if ref not in running:
+            return False, self._status(n, now)
+        if n == self._floor:
+            self._base = now
+        del running[ref]
+        max_size = self._max
+        return True, CLOSED if max_size is not None and n - 1 >= max_size else OPEN
 
 
 @attrs.frozen
