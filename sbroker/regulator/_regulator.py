@@ -16,9 +16,9 @@ holds after every call: while the valve is open, no ask waits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -41,7 +41,7 @@ from sbroker._units import NS_PER_SECOND
 from sbroker._validators import check_factory
 from sbroker.meters import Meter, Sample
 from sbroker.queues import QueuePolicy, Request, TimeoutQueue
-from sbroker.regulator._valve_protocol import Valve, ValveState, Verdict
+from sbroker.regulator._valve_protocol import OPEN, Valve, ValveState, Verdict
 from sbroker.regulator.open_valve import OpenValve
 
 Result = Go | Drop
@@ -63,6 +63,39 @@ def validate_valve(valve: object) -> Valve:
     return valve  # type: ignore[return-value]
 
 
+def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
+    """Make ``Regulator.ask`` and the entering of ``permit()`` from one body.
+
+    Entering takes its value from the :class:`PermitHold`, raises
+    :class:`~sbroker.Dropped` on a ``Drop`` and notes the permit in the
+    hold, all in the same coroutine as the ask (no second layer).
+    """
+
+    async def ask(self: Regulator, value: Any = None) -> Any:
+        await _checkpoint_if_cancelled()
+        hold: PermitHold = value
+        if entering:
+            value = hold._value
+        now = self._begin_gated() if self._guarded else self._begin()
+        if now is None:
+            await cancel_shielded_checkpoint()
+            result: Result = REFUSED
+        elif self._open:
+            result = self._grant(now, _current_task())
+            await cancel_shielded_checkpoint()
+        else:
+            request = TaskRequest(now, value, self._abandon_task)
+            self._enqueued(request, now)
+            result = await request.wait()
+        if entering:
+            if type(result) is Drop:
+                raise Dropped(result)
+            hold._ref = result[0]
+        return result
+
+    return ask
+
+
 class PermitHold:
     """The async context manager :meth:`Regulator.permit` returns.
 
@@ -79,12 +112,8 @@ class PermitHold:
         self._value = value
         self._ref: Hashable = None
 
-    async def __aenter__(self) -> Go:
-        result = await self._regulator.ask(self._value)
-        if type(result) is Drop:
-            raise Dropped(result)
-        self._ref = result[0]
-        return result  # type: ignore[return-value]
+    def __aenter__(self) -> Awaitable[Go]:
+        return self._regulator._enter(self)  # ask itself: no coroutine of its own
 
     async def __aexit__(self, *exc_info: object) -> None:
         regulator = self._regulator
@@ -222,7 +251,8 @@ class Regulator(Host):
         open_time, verdict = self._valve.ask(ref, owner, now)
         self._granted += 1
         self._recent.append(0)  # granted at once: waited 0
-        self._settle(verdict, now)
+        if verdict is not OPEN or not self._open or self._valve_wake is not None:
+            self._settle(verdict, now)  # (else it would change nothing)
         return new_result(Go, (ref, self, open_time - now, 0))
 
     def _enqueued(self, request: Request, now: int) -> None:
@@ -230,25 +260,22 @@ class Regulator(Host):
         self._queue.enqueue(request, now)
         self._settle(self._valve.timeout(now), now, queue_checked=True)
 
-    async def ask(self, value: Any = None) -> Result:
-        """Ask for a permit: ``Go`` (its ``ref`` is the permit) or ``Drop``.
+    if TYPE_CHECKING:  # the signatures; the bodies are made by _asking
 
-        Waits in the queue while the valve is closed. A task cancelled while
-        waiting leaves the queue and gets no permit. The permit must be
-        released with :meth:`done` (or use :meth:`permit`).
-        """
-        await _checkpoint_if_cancelled()
-        now = self._begin_gated() if self._guarded else self._begin()
-        if now is None:
-            await cancel_shielded_checkpoint()
-            return REFUSED
-        if self._open:
-            go = self._grant(now, _current_task())
-            await cancel_shielded_checkpoint()
-            return go
-        request = TaskRequest(now, value, self._abandon_task)
-        self._enqueued(request, now)
-        return await request.wait()
+        async def ask(self, value: Any = None) -> Result:
+            """Ask for a permit: ``Go`` (its ``ref`` is the permit) or ``Drop``.
+
+            Waits in the queue while the valve is closed. A task cancelled while
+            waiting leaves the queue and gets no permit. The permit must be
+            released with :meth:`done` (or use :meth:`permit`).
+            """
+
+        async def _enter(self, hold: PermitHold) -> Go:
+            """``hold.__aenter__``: ``ask``, raising ``Dropped``, noting the permit in ``hold``."""
+
+    else:
+        ask = _asking(entering=False)
+        _enter = _asking(entering=True)
 
     def _abandon(self, request: Request) -> None:
         """R12: a waiting task was cancelled."""
@@ -335,7 +362,8 @@ class Regulator(Host):
         """R9: release permit ``ref``; ``False`` if it is unknown (or released already)."""
         now = self._begin()
         found, verdict = self._valve.done(ref, now)
-        self._settle(verdict, now)
+        if verdict is not OPEN or not self._open or self._valve_wake is not None:
+            self._settle(verdict, now)  # (else it would change nothing)
         return found
 
     def update(self, relative_time_ns: int) -> None:
