@@ -1,0 +1,1 @@
+"""The broker service: named brokers and regulators served over MessagePack-RPC."""
