@@ -28,6 +28,7 @@ __all__ = [
     "open_listeners",
     "open_stream",
     "parse_address",
+    "server_ssl_context",
 ]
 
 _UNIX_PREFIX = "unix:"
@@ -215,6 +216,19 @@ async def open_listeners(
             await trio.aclose_forcefully(listener)
         raise
     return listeners
+
+
+def server_ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server-side TLS context from PEM files (``[server] tls_cert`` and ``tls_key``, A4);
+    OSError or ssl.SSLError naming the files when they cannot be loaded."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise type(exc)(
+            exc.errno, f"tls_cert {cert_file}, tls_key {key_file}: {exc.strerror or exc}"
+        ) from None
+    return context
 
 
 def bound_address(listener: trio.abc.Listener[Any]) -> Address:
