@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Hashable, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -25,7 +25,7 @@ from sbroker.client._session import Monitor
 from sbroker.meters import Meter
 from sbroker.queues import QueuePolicy
 from sbroker.regulator import Valve
-from sbroker.service.config_maps import from_map, to_map
+from sbroker.service.config_maps import HostKind, host_from_map, host_to_map
 
 if TYPE_CHECKING:
     from sbroker.client._connection import Connection
@@ -39,27 +39,9 @@ def _fresh_tag(tag: Hashable) -> Hashable:
     return f"sbroker.client-tag-{next(_fresh_tags)}" if tag is None else tag
 
 
-def _config_map(parts: dict[str, Any]) -> dict[str, Any]:
-    """A ``change_config`` map of the parts given (``None``: kept)."""
-    config: dict[str, Any] = {}
-    for key, part in parts.items():
-        if part is None:
-            continue
-        config[key] = [to_map(meter) for meter in part] if key == "meters" else to_map(part)
-    return config
-
-
-def _decoded_config(
-    raw: Any, name: str, parts: tuple[tuple[str, Literal["policy", "valve"]], ...]
-) -> tuple[Any, ...]:
-    """A ``config`` map as the in-process tuple, e.g. ``(ask, ask_r, meters)``."""
-    where = f"config of {name!r}"
-    decoded = [from_map(raw[key], kind, f"{where} {key}") for key, kind in parts]
-    meters = tuple(
-        from_map(meter, "meter", f"{where} meters[{index}]")
-        for index, meter in enumerate(raw.get("meters") or ())
-    )
-    return (*decoded, meters)
+def _changes(parts: dict[str, Any]) -> dict[str, Any]:
+    """A ``change_config`` map of the parts given (``None``: kept), protocol.md section 5."""
+    return host_to_map({key: part for key, part in parts.items() if part is not None})
 
 
 class _Remote:
@@ -83,6 +65,13 @@ class _Remote:
     async def len(self) -> int:
         """Requests waiting in the ask queue."""
         return await self._conn.call("len", self.name)  # type: ignore[no-any-return]
+
+    async def _config(self, kind: HostKind, parts: tuple[str, str]) -> tuple[Any, ...]:
+        """The ``config`` map as the in-process tuple, e.g. ``(ask, ask_r, meters)``."""
+        raw = await self._conn.call("config", self.name)
+        where = f"config of {kind} {self.name!r}"
+        decoded = host_from_map(raw, kind, where, resolve_regulator=self._conn.regulator)
+        return (decoded[parts[0]], decoded[parts[1]], tuple(decoded.get("meters", ())))
 
     async def monitor(self, ref: Hashable) -> Monitor:
         """Watch the counterparty of the match ``ref`` (protocol.md S9).
@@ -150,8 +139,7 @@ class RemoteBroker(_Remote):
 
     async def config(self) -> tuple[QueuePolicy, QueuePolicy, tuple[Meter, ...]]:
         """The running configuration: ``(ask, ask_r, meters)``."""
-        raw = await self._conn.call("config", self.name)
-        return _decoded_config(raw, self.name, (("ask", "policy"), ("ask_r", "policy")))
+        return await self._config("broker", ("ask", "ask_r"))
 
     async def change_config(
         self,
@@ -165,8 +153,8 @@ class RemoteBroker(_Remote):
         Raises :class:`~sbroker.client.InvalidConfig` (a ``ValueError``) if
         the server rejects it; nothing is changed then.
         """
-        config = _config_map({"ask": ask, "ask_r": ask_r, "meters": meters})
-        await self._conn.call("change_config", self.name, config)
+        changes = _changes({"ask": ask, "ask_r": ask_r, "meters": meters})
+        await self._conn.call("change_config", self.name, changes)
 
     async def estimate(self) -> tuple[int | None, int | None]:
         """The published BetterMeter sojourn estimates (ns) of ``ask`` and ``ask_r``."""
@@ -225,8 +213,7 @@ class RemoteRegulator(_Remote):
 
     async def config(self) -> tuple[QueuePolicy, Valve, tuple[Meter, ...]]:
         """The running configuration: ``(queue, valve, meters)``."""
-        raw = await self._conn.call("config", self.name)
-        return _decoded_config(raw, self.name, (("queue", "policy"), ("valve", "valve")))
+        return await self._config("regulator", ("queue", "valve"))
 
     async def change_config(
         self,
@@ -236,8 +223,8 @@ class RemoteRegulator(_Remote):
         meters: Iterable[Meter] | None = None,
     ) -> None:
         """Reconfigure live; ``None`` keeps a part (see :meth:`RemoteBroker.change_config`)."""
-        config = _config_map({"queue": queue, "valve": valve, "meters": meters})
-        await self._conn.call("change_config", self.name, config)
+        changes = _changes({"queue": queue, "valve": valve, "meters": meters})
+        await self._conn.call("change_config", self.name, changes)
 
     async def estimate(self) -> tuple[int | None, int | None]:
         """The published BetterMeter sojourn estimates (ns), ``None`` where none."""
