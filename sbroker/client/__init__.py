@@ -14,7 +14,7 @@ has a twin of the same name, parameters and result types, as a coroutine.
 
 from sbroker.client._backoff import Backoff
 from sbroker.client._connection import Connection, connect
-from sbroker.client._errors import ConnectionFailed, InvalidConfig, RemoteError
+from sbroker.client._errors import ConnectionFailed, InvalidConfig, RemoteError, Unauthorized
 from sbroker.client._pending import RemotePending
 from sbroker.client._remote import RemoteBroker, RemoteRegulator
 from sbroker.client._session import Monitor
@@ -29,5 +29,6 @@ __all__ = [
     "RemoteError",
     "RemotePending",
     "RemoteRegulator",
+    "Unauthorized",
     "connect",
 ]

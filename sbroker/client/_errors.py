@@ -28,6 +28,11 @@ class InvalidConfig(RemoteError, ValueError):
     """
 
 
+class Unauthorized(RemoteError):
+    """The server wants a token this connection has not presented: ``connect(..., token=...)``
+    (or the admin token, for ``change_config`` and ``reload``), protocol.md A1."""
+
+
 class ConnectionFailed(OSError):
     """The connection to the server failed, or was lost while a call was in flight.
 
@@ -39,7 +44,8 @@ def error_from_wire(error: Any) -> Exception:
     """The exception for a response's ``error`` field (``[code, message]``).
 
     ``closed`` becomes :class:`sbroker.BrokerClosed` and ``invalid_config``
-    :class:`InvalidConfig`; every other code a :class:`RemoteError`.
+    :class:`InvalidConfig`, ``unauthorized`` :class:`Unauthorized`; every
+    other code a :class:`RemoteError`.
     """
     if isinstance(error, list) and len(error) == 2:
         code, message = (str(part) for part in error)
@@ -49,4 +55,6 @@ def error_from_wire(error: Any) -> Exception:
         return BrokerClosed(message)
     if code == "invalid_config":
         return InvalidConfig(code, message)
+    if code == "unauthorized":
+        return Unauthorized(code, message)
     return RemoteError(code, message)
