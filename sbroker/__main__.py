@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sbroker import _demo
+from sbroker.service import cli as service_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -14,7 +15,11 @@ def main(argv: list[str] | None = None) -> None:
     demo = commands.add_parser("demo", help="a worker pool behind brokers under a burst")
     demo.add_argument("--seconds", type=float, default=2.0, help="length of the burst (s)")
     demo.add_argument("--load", type=float, default=2.0, help="offered load / capacity")
+    serve = commands.add_parser("serve", help="serve named brokers and regulators over a socket")
+    service_cli.add_arguments(serve)
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        raise SystemExit(service_cli.run(args))
     if args.seconds <= 0 or args.load <= 0:
         parser.error("--seconds and --load must be positive")
     _demo.main(seconds=args.seconds, load=args.load)

@@ -160,7 +160,7 @@ class ServerProtocol:
 
     # -- input -----------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Add received bytes; ignored once a :class:`Fatal` event has ended the input."""
         if not self._dead:
             self._input += data
