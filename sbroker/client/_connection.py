@@ -245,10 +245,25 @@ async def connect(
         connect_timeout=connect_timeout,
         backoff=Backoff() if backoff is None else backoff,
     )
-    async with trio.open_nursery() as nursery:
-        conn._nursery = nursery
-        conn._install(await conn._open_session())
-        try:
-            yield conn
-        finally:
-            await conn.aclose()
+    failure: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            conn._nursery = nursery
+            try:
+                conn._install(await conn._open_session())
+            except (ConnectionFailed, RemoteError) as exc:
+                failure = exc
+                nursery.cancel_scope.cancel()
+            else:
+                try:
+                    yield conn
+                finally:
+                    await conn.aclose()
+    except BaseExceptionGroup as group:
+        # The background tasks never raise: a lone exception is the block's own; unwrapped,
+        # it reaches the caller as if no nursery were here.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    if failure is not None:
+        raise failure
