@@ -181,3 +181,44 @@ async def test_many_calls_in_flight_on_one_connection(server: Server) -> None:
                 await waiting(conn, "default", "len_r", 50)
                 values = sorted([(await broker.ask()).value for _ in range(50)])  # type: ignore[union-attr]
         assert values == list(range(50))
+
+
+async def test_monitor_tells_when_the_counterparty_goes_away(server: Server) -> None:
+    async with served(server) as conn:
+        broker = conn.broker("default")
+        async with served(server) as worker_conn:
+            pending = await worker_conn.broker("default").async_ask_r("worker")
+            await waiting(conn, "default", "len_r", 1)
+            go = await broker.ask("client")
+            assert isinstance(go, Go) and isinstance(await pending.wait(), Go)
+            monitor = await broker.monitor(go.ref)  # S9
+            assert monitor.reason is None
+        with trio.fail_after(TIMEOUT):
+            assert await monitor.wait() == "closed"  # the worker's connection closed
+        unknown = await broker.monitor(123456789)
+        with trio.fail_after(TIMEOUT):
+            assert await unknown.wait() == "noproc"
+
+
+async def test_monitors_report_noconnection_when_the_own_connection_is_lost(
+    server: Server,
+) -> None:
+    async with served(server) as conn, served(server) as worker_conn:
+        await worker_conn.broker("default").async_ask_r("worker")
+        await waiting(conn, "default", "len_r", 1)
+        go = await conn.broker("default").ask()
+        assert isinstance(go, Go)
+        monitor = await conn.broker("default").monitor(go.ref)
+        await conn.aclose()
+        assert monitor.reason == "noconnection"
+
+
+async def test_monitor_a_permit(server: Server) -> None:
+    async with served(server) as conn:
+        pool = conn.regulator("pool")
+        go = await pool.ask()
+        assert isinstance(go, Go)
+        monitor = await pool.monitor(go.ref)
+        assert await pool.done(go.ref) is True
+        with trio.fail_after(TIMEOUT):
+            assert await monitor.wait() == "done"

@@ -69,9 +69,9 @@ class Connection:
         try:
             with trio.fail_after(self.connect_timeout):
                 stream = await open_stream(self.address, ssl_context=self._ssl_context)
-                session = Session(stream, str(self.address), MAX_MESSAGE_BYTES)
+                session = Session(stream, str(self.address), MAX_MESSAGE_BYTES, self._lost)
                 assert self._nursery is not None
-                self._nursery.start_soon(self._run_session, session)
+                self._nursery.start_soon(session.run)
                 self.server_info = await self._hello(session)
         except trio.TooSlowError:
             if session is not None:
@@ -99,8 +99,8 @@ class Connection:
             raise error_from_wire(error)
         return result if isinstance(result, dict) else {}
 
-    async def _run_session(self, session: Session) -> None:
-        await session.run()
+    def _lost(self, session: Session) -> None:
+        """A session was lost: new calls wait for the reconnect started here."""
         if self._session is session:
             self._session = None
             self._connected = trio.Event()
@@ -131,16 +131,14 @@ class Connection:
 
         Raises :class:`ConnectionFailed` if there is none by then.
         """
-        session = self._session
-        if session is not None and session.alive:
-            return session
-        if self._closed:
-            raise ConnectionFailed(f"{self.address}: the connection is closed")
         with trio.move_on_after(self.connect_timeout):
-            await self._connected.wait()
-            session = self._session
-            if session is not None and session.alive:
-                return session
+            while True:
+                session = self._session
+                if session is not None and session.alive:
+                    return session
+                if self._closed:
+                    raise ConnectionFailed(f"{self.address}: the connection is closed")
+                await self._connected.wait()
         raise ConnectionFailed(f"{self.address}: not connected (last error: {self._last_error})")
 
     # -- calls -------------------------------------------------------------------------
@@ -211,6 +209,7 @@ class Connection:
         session, self._session = self._session, None
         if session is not None:
             session.close()
+        self._connected.set()  # wakes calls waiting for a reconnect: they fail now
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
         await trio.lowlevel.cancel_shielded_checkpoint()

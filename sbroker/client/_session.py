@@ -161,9 +161,16 @@ class Session:
     then every slot has been failed and every monitor told.
     """
 
-    def __init__(self, stream: trio.abc.Stream, address: str, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        address: str,
+        max_message_bytes: int,
+        on_lost: Callable[[Session], None],
+    ) -> None:
         self._stream = stream
         self.address = address
+        self._on_lost = on_lost
         self._inflight: dict[int, Slot] = {}
         self._monitors: dict[tuple[Any, Any], list[Monitor]] = {}
         self._outbox: list[bytes] = []
@@ -308,10 +315,12 @@ class Session:
                 return f"protocol error: {exc}"
 
     def close(self) -> None:
-        """Close the connection: :meth:`run` fails what waits and returns."""
+        """Close the connection: what waits fails at once, and :meth:`run` returns."""
+        self._lose(ConnectionFailed(f"{self.address}: connection closed"))
         self._scope.cancel()
 
     def _lose(self, exc: ConnectionFailed) -> None:
+        """Fail every slot, tell every monitor, then ``on_lost(self)``: all at once."""
         if self._lost is not None:
             return
         self._lost = exc
@@ -323,3 +332,4 @@ class Session:
             for monitor in watchers:
                 monitor._down(NO_CONNECTION)
         self._outbox.clear()
+        self._on_lost(self)
