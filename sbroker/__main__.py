@@ -6,6 +6,7 @@ import argparse
 
 from sbroker import _demo
 from sbroker.service import cli as service_cli
+from sbroker.service import console
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,7 +18,11 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--load", type=float, default=2.0, help="offered load / capacity")
     serve = commands.add_parser("serve", help="serve named brokers and regulators over a socket")
     service_cli.add_arguments(serve)
+    console_parser = commands.add_parser("console", help="an await-capable REPL on a service")
+    console.add_arguments(console_parser)
     args = parser.parse_args(argv)
+    if args.command == "console":
+        raise SystemExit(console.run(args))
     if args.command == "serve":
         raise SystemExit(service_cli.run(args))
     if args.seconds <= 0 or args.load <= 0:

@@ -11,10 +11,12 @@ regulator), ``trio``, ``sbroker`` and the policy, meter and valve classes.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import code
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from types import CodeType, FunctionType
@@ -25,9 +27,11 @@ import trio
 
 import sbroker
 from sbroker._statistics import SideStatistics
-from sbroker.client import Connection, connect
+from sbroker.client import Connection, RemoteError, connect
+from sbroker.service.access import TOKEN_ENV
 
 NS_PER_MS = 1_000_000
+DEFAULT_ADDRESS = "127.0.0.1:7421"
 #: The names of ``sbroker`` bound in the console: policies, meters, valves, results.
 EXPORTED = [
     name
@@ -149,13 +153,47 @@ async def run_console(
         await trio.to_thread.run_sync(interact, abandon_on_cancel=True)
 
 
-def main(address: str, *, token: str | None = None) -> None:
-    """Run ``sbroker console``: connect, then read and run statements until end of input."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``console`` subcommand's arguments."""
+    parser.add_argument(
+        "address",
+        nargs="?",
+        default=DEFAULT_ADDRESS,
+        help=f"HOST:PORT or unix:PATH ({DEFAULT_ADDRESS})",
+    )
+    parser.add_argument(
+        "--token-file", help=f"a file holding the token (default: ${TOKEN_ENV}, if set)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sbroker console``: connect, then read and run statements until end of input.
+
+    Returns the exit status: 0, or 1 (with a one-line message) if the
+    connection cannot be made.
+    """
+    token = os.environ.get(TOKEN_ENV)
+    if args.token_file is not None:
+        with open(args.token_file, encoding="utf-8") as file:
+            token = file.read().rstrip("\r\n")
     try:
         import readline  # noqa: F401  (line editing and history, where available)
     except ImportError:
         pass
-    trio.run(functools.partial(run_console, address, token=token))
+    try:
+        trio.run(functools.partial(run_console, args.address, token=token))
+    except (OSError, RemoteError) as exc:
+        print(f"sbroker console: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
-__all__ = ["AwaitConsole", "format_table", "main", "namespace", "run_console", "statistics_table"]
+__all__ = [
+    "AwaitConsole",
+    "add_arguments",
+    "format_table",
+    "namespace",
+    "run",
+    "run_console",
+    "statistics_table",
+]
