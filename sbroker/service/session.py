@@ -53,7 +53,7 @@ from sbroker._errors import BrokerClosed
 from sbroker._pending import Pending
 from sbroker._results import Drop, Go, NotFound, Stop
 from sbroker.regulator import Regulator
-from sbroker.service.access import Access, Tokens
+from sbroker.service.access import FAILED_HELLO_MESSAGE, Access, Tokens
 from sbroker.service.config import ConfigError
 from sbroker.service.hosts import Host, Hosts
 from sbroker.service.protocol import (
@@ -265,12 +265,12 @@ class Session:
     def _request(self, request: Request) -> None:
         msgid, method = request.msgid, request.method
         try:
+            denied = None if method == "hello" else self._access.check(method)
+            if denied is not None:  # A1: before a valid hello, every request (also unknown)
+                raise ServiceError("unauthorized", denied)
             handler = _METHODS.get(method)
             if handler is None:
                 raise ServiceError("unknown_method", f"no method {method!r}")
-            denied = None if method == "hello" else self._access.check(method)
-            if denied is not None:
-                raise ServiceError("unauthorized", denied)
             result = handler(self, msgid, method, request.params)
         except ServiceError as exc:
             self._respond(msgid, (exc.code, exc.message))
@@ -480,7 +480,7 @@ class Session:
         status = self._access.hello(opts or {})
         if status != "ok":
             self.close_requested = status == "close"
-            raise ServiceError("unauthorized", "hello: missing or wrong token")
+            raise ServiceError("unauthorized", FAILED_HELLO_MESSAGE)
         if version != PROTOCOL_VERSION:
             raise ServiceError(
                 "unsupported_version",
