@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,14 +43,18 @@ class Served:
 
 @asynccontextmanager
 async def serving(
-    config: ServiceConfig | str = "", *, unix_path: str | None = None, **server: Any
+    config: ServiceConfig | str = "",
+    *,
+    unix_path: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    **server: Any,
 ) -> AsyncIterator[Served]:
-    """Run a service for the block; stop it (S13) on exit."""
+    """Run a service for the block (TLS on TCP with ``ssl_context``); stop it (S13) on exit."""
     if isinstance(config, str):
         config = config_from(config, **server)
     service = Service(config)
     address = Address("unix", path=unix_path) if unix_path else Address("tcp", "127.0.0.1", 0)
-    listeners = await open_listeners([address])
+    listeners = await open_listeners([address], ssl_context=ssl_context)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.serve, listeners)
         try:
