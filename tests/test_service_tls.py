@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from pathlib import Path
 
+import access_harness
+import msgpack
 import pytest
 import trio
 import trustme
+from access_harness import TOKEN
+from service_harness import serving
 
+from sbroker import Drop
+from sbroker.client import ConnectionFailed, connect
 from sbroker.service.listen import (
     Address,
     bound_address,
@@ -19,6 +26,8 @@ from sbroker.service.listen import (
 )
 
 TIMEOUT = 10
+no_token_logged = access_harness.no_token_logged
+CONFIG = "[brokers.default]\n"
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +118,40 @@ def test_missing_key_file_named(tmp_path: Path, ca: trustme.CA) -> None:
     ca.issue_cert("localhost").cert_chain_pems[0].write_to_path(str(cert_file))
     with pytest.raises(OSError, match="absent-key.pem"):
         server_ssl_context(str(cert_file), str(tmp_path / "absent-key.pem"))
+
+
+@pytest.mark.usefixtures("no_token_logged")
+async def test_client_over_tls_with_token(
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    # A4 with A1: the client takes an ssl.SSLContext and presents its token inside TLS
+    with trio.fail_after(TIMEOUT):
+        async with serving(CONFIG, ssl_context=server_context, token=TOKEN) as served:
+            address = str(served.address)
+            async with connect(address, token=TOKEN, ssl_context=client_context) as conn:
+                assert conn.server_info["brokers"] == ["default"]
+                assert isinstance(await conn.broker("default").nb_ask("x"), Drop)
+            with pytest.raises(ConnectionFailed):  # a client that does not trust the server
+                async with connect(address, token=TOKEN, ssl_context=ssl.create_default_context()):
+                    pass  # pragma: no cover
+
+
+@pytest.mark.usefixtures("no_token_logged")
+async def test_plain_client_gets_nothing_from_a_tls_server(server_context: ssl.SSLContext) -> None:
+    # A4: requests in clear text are never answered; the server closes the connection
+    requests = msgpack.packb([0, 1, "names", []]) * 2000  # more than one bogus TLS record
+    with trio.fail_after(TIMEOUT):
+        async with serving(CONFIG, ssl_context=server_context) as served:
+            assert served.address.port is not None
+            stream = await trio.open_tcp_stream("127.0.0.1", served.address.port)
+            async with stream:
+                with contextlib.suppress(trio.BrokenResourceError):
+                    await stream.send_all(requests)
+                received = b""
+                with contextlib.suppress(trio.BrokenResourceError):
+                    while data := await stream.receive_some():
+                        received += data
+    assert received == b"" or received[0] in TLS_RECORD_TYPES  # an alert, not a response
+
+
+TLS_RECORD_TYPES = (0x15, 0x16)  # alert, handshake
