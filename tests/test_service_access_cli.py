@@ -189,3 +189,15 @@ def test_protected_mode_from_the_command_line(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "protected mode" in done.stderr and "--token-file" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_console_refuses_an_empty_token_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A6 for the console too: it reads the token as the server does
+    path = tmp_path / "token"
+    path.write_text("\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["console", "127.0.0.1:1", "--token-file", str(path)])
+    assert exit_info.value.code == 2
+    assert "is empty" in capsys.readouterr().err

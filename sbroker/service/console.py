@@ -28,7 +28,7 @@ import trio
 import sbroker
 from sbroker._statistics import SideStatistics
 from sbroker.client import Connection, RemoteError, connect
-from sbroker.service.access import TOKEN_ENV
+from sbroker.service.access import TOKEN_ENV, resolve_tokens
 
 NS_PER_MS = 1_000_000
 DEFAULT_ADDRESS = "127.0.0.1:7421"
@@ -172,10 +172,16 @@ def run(args: argparse.Namespace) -> int:
     Returns the exit status: 0, or 1 (with a one-line message) if the
     connection cannot be made.
     """
-    token = os.environ.get(TOKEN_ENV)
-    if args.token_file is not None:
-        with open(args.token_file, encoding="utf-8") as file:
-            token = file.read().rstrip("\r\n")
+    try:  # the server's own token sources (A6), less the config file
+        token = resolve_tokens(
+            token_file=args.token_file,
+            environ=os.environ,
+            config_token=None,
+            config_admin_token=None,
+        ).token
+    except (OSError, ValueError) as exc:
+        print(f"sbroker console: {exc}", file=sys.stderr)
+        return 2
     try:
         import readline  # noqa: F401  (line editing and history, where available)
     except ImportError:
