@@ -13,6 +13,7 @@ import access_harness
 import pytest
 import trio
 from access_harness import ADMIN_TOKEN, TOKEN
+from client_harness import CONFIG  # a broker 'default' and a regulator 'pool'
 from msgpack_rpc_client import RpcClient
 from service_harness import TIMEOUT, Served, serving
 
@@ -22,16 +23,6 @@ from sbroker.service.config import load_config
 
 no_token_logged = access_harness.no_token_logged
 pytestmark = pytest.mark.usefixtures("no_token_logged")
-
-CONFIG = """
-[brokers.default]
-ask = { policy = "timeout", timeout = inf }
-ask_r = { policy = "timeout", timeout = inf }
-
-[regulators.pool]
-queue = { policy = "timeout", timeout = inf }
-valve = { valve = "open", max_size = 1 }
-"""
 
 # Every method of protocol.md section 3 but hello, with params that queue when allowed.
 REQUESTS: list[tuple[str, list[Any]]] = [

@@ -128,7 +128,7 @@ async def test_unix_mode_honoured(tmp_path: Path) -> None:
 
 
 async def test_unix_mode_out_of_range_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unix_mode"):
+    with trio.fail_after(TIMEOUT), pytest.raises(ValueError, match="unix_mode"):
         await open_listeners([parse_address(f"unix:{tmp_path}/s.sock")], unix_mode=0o1777)
 
 
