@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sbroker.service.access import (
     ADMIN_METHODS,
@@ -221,3 +223,42 @@ def test_other_hosts_are_exposed(text: str) -> None:
     addresses = [parse_address("127.0.0.1:7421"), parse_address(text)]
     message = protected_mode_error(addresses, Tokens(), insecure=False)
     assert message is not None and "127.0.0.1" not in message
+
+
+# A1, A6 over any sequence of hellos: access only grows, and the third failure closes.
+HELLO_OPTS: list[dict[str, object]] = [
+    {},
+    {"token": TOKEN},
+    {"token": ADMIN},
+    {"token": "wrong"},
+    {"token": 7},
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    tokens=st.sampled_from([Tokens(), Tokens(TOKEN), Tokens(None, ADMIN), Tokens(TOKEN, ADMIN)]),
+    hellos=st.lists(st.sampled_from(range(len(HELLO_OPTS))), max_size=8),
+)
+def test_any_hello_sequence(tokens: Tokens, hellos: list[int]) -> None:
+    access = Access(tokens)
+    user = tokens.token is None  # what the connection may do so far
+    admin = user and tokens.admin_token is None
+    failures = 0
+    for index in hellos:
+        opts = HELLO_OPTS[index]
+        presented = opts.get("token")
+        if presented is not None and presented in (tokens.token, tokens.admin_token):
+            expected = "ok"
+            admin = admin or presented == tokens.admin_token or tokens.admin_token is None
+            user = True
+        elif "token" not in opts and (user or tokens.token is None):
+            expected = "ok"  # nothing to check: a plain hello
+        elif "token" in opts and tokens == Tokens():
+            expected = "ok"  # no tokens: everything open
+        else:
+            failures += 1
+            expected = "close" if failures >= 3 else "failed"
+        assert access.hello(opts) == expected
+        assert (access.check("ask") is None) is user
+        assert (access.check("reload") is None) is admin

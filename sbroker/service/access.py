@@ -89,6 +89,9 @@ def resolve_tokens(
     return Tokens(token, _non_empty(config_admin_token, "[server] admin_token"))
 
 
+_OPEN = Tokens()
+
+
 class _Level(IntEnum):
     NONE = 0
     USER = 1
@@ -127,6 +130,8 @@ class Access:
         A wrong token (also one that is not a str or bin) always fails; a missing one fails only
         while a token is required and the connection has not yet presented one.
         """
+        if self._tokens == _OPEN:
+            return "ok"  # neither token set: everything is open, whatever is presented
         if "token" not in opts:
             needed = self._tokens.token is not None and self._level is _Level.NONE
             return self._failed() if needed else "ok"
@@ -140,7 +145,7 @@ class Access:
             self._level = _Level.ADMIN
         elif is_user:
             self._level = max(self._level, _Level.USER)
-        elif self._tokens.token is not None or self._tokens.admin_token is not None:
+        else:
             return self._failed()
         return "ok"
 
