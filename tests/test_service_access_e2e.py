@@ -6,6 +6,8 @@ MessagePack-RPC client (the wire contract) and through ``sbroker.client`` (its t
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import trio
 from access_harness import ADMIN_TOKEN, TOKEN
 from client_harness import CONFIG  # a broker 'default' and a regulator 'pool'
 from msgpack_rpc_client import RpcClient
-from service_harness import TIMEOUT, Served, serving
+from service_harness import TIMEOUT, Served, serving, tmp_socket
 
 from sbroker import Drop
 from sbroker.client import Unauthorized, connect
@@ -215,3 +217,15 @@ async def test_log_lines_of_refused_connections_hold_no_token(
                 await client.closed()
     messages = [record.getMessage() for record in no_token_logged.records]
     assert any("closed" in message for message in messages), messages
+
+
+async def test_unix_socket_private_and_still_needs_the_token(tmp_path: Path) -> None:
+    # A3: the service's socket is 0600; A1: a token applies to Unix connections too
+    path = tmp_socket(tmp_path)
+    with trio.fail_after(TIMEOUT):
+        async with serving(CONFIG, unix_path=path, token=TOKEN) as served:
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+            async with await served.connect() as client:
+                assert await _error_code(client, "len", ["default"]) == "unauthorized"
+                await client.call("hello", 1, {"token": TOKEN})
+                assert await client.call("len", "default") == 0
