@@ -239,9 +239,11 @@ class ServerProtocol:
                 "bad_request", "a notification is [2, method, params]", complete=True
             )
         if msgid is None:
-            return self._fatal("bad_request", f"unknown message type {kind!r}", complete=True)
+            return self._fatal(
+                "bad_request", f"unknown message type {_describe(kind)}", complete=True
+            )
         return Rejected(
-            msgid, "bad_request", f"unknown message type {kind!r} (a server takes 0, 2)"
+            msgid, "bad_request", f"unknown message type {_describe(kind)} (a server takes 0, 2)"
         )
 
     def _request(self, msgid: int, message: tuple[Any, ...]) -> Event:
@@ -300,6 +302,11 @@ class ServerProtocol:
             return self._packer.pack(  # type: ignore[no-any-return]
                 [RESPONSE, msgid, ["internal", "the result could not be packed"], None]
             )
+
+
+def _describe(kind: object) -> str:
+    """A message type for an error message: an int as it is, never another value."""
+    return str(kind) if type(kind) is int else f"of type {type(kind).__name__}"
 
 
 def _peek_msgid(head: bytes) -> int | None:

@@ -412,7 +412,11 @@ class Session:
         if held is None:
             return _result(NotFound(0), None, None)
         regulator, permit = held
-        answer = regulator.continue_(permit)
+        try:
+            answer = regulator.continue_(permit)
+        except BrokerClosed:  # its regulator was removed: the permit went with it
+            self._release(name, ref)
+            raise
         if not isinstance(answer, Go):
             self._release(name, ref)
         return _result(answer, ref, name)
