@@ -18,6 +18,7 @@ from sbroker.service.listen import (
     parse_address,
     server_ssl_context,
 )
+from sbroker.service.processes import child_addresses, child_command, supervise
 from sbroker.service.server import Service
 
 __all__ = ["add_arguments", "run"]
@@ -45,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--token-file",
         metavar="PATH",
         help="read the access token from PATH (before SBROKER_TOKEN and [server] token)",
+    )
+    parser.add_argument(
+        "--processes",
+        metavar="N",
+        type=int,
+        default=1,
+        help="run N server processes, on consecutive ports (Unix sockets: PATH, PATH.1, ...)",
     )
     parser.add_argument(
         "--insecure",
@@ -82,7 +90,29 @@ def run(args: argparse.Namespace) -> int:
     refusal = protected_mode_error(addresses, tokens, args.insecure)
     if refusal is not None:
         return _fail(refusal, EXIT_INVALID)
-    return trio.run(_serve, config, addresses, tokens)
+    if args.processes == 1:
+        return trio.run(_serve, config, addresses, tokens)
+    try:
+        if args.processes < 1:
+            raise ValueError(f"--processes must be at least 1, got {args.processes}")
+        commands = [
+            child_command(
+                args.config,
+                child_addresses(addresses, index),
+                token_file=args.token_file,
+                insecure=args.insecure,
+            )
+            for index in range(args.processes)
+        ]
+        trio.run(_check_hosts, config)
+    except (ConfigError, ValueError) as exc:
+        return _fail(str(exc), EXIT_INVALID)
+    return trio.run(supervise, commands)
+
+
+async def _check_hosts(config: ServiceConfig) -> None:
+    """Build the hosts once, so that an invalid table stops the parent, not N children."""
+    Service(config)
 
 
 async def _serve(config: ServiceConfig, addresses: tuple[Address, ...], tokens: Tokens) -> int:
