@@ -173,6 +173,18 @@ def test_tls_cert_without_key_refused(
     assert recorder.calls == []
 
 
+def test_unreadable_tls_files_are_an_invalid_config(
+    recorder: ListenRecorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A4, section 7: exit status 2 naming the files, before anything listens
+    config = tmp_path / "sbroker.toml"
+    config.write_text('[server]\ntls_cert = "absent-cert.pem"\ntls_key = "absent-key.pem"\n')
+    assert serve("--config", str(config)) == 2
+    error = capsys.readouterr().err
+    assert "absent-cert.pem" in error and "Traceback" not in error
+    assert recorder.calls == []
+
+
 def test_protected_mode_from_the_command_line(tmp_path: Path) -> None:
     # A2: the real command, as an operator runs it; it exits before binding anything
     source_root = os.path.dirname(os.path.dirname(os.path.abspath(sbroker.__file__)))

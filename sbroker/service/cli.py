@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import ssl
 import sys
 
 import trio
@@ -85,13 +86,14 @@ def run(args: argparse.Namespace) -> int:
             config_token=config.server.token,
             config_admin_token=config.server.admin_token,
         )
+        ssl_context = _ssl_context(config)  # unreadable TLS files: an invalid config (A4)
     except (ConfigError, ValueError, OSError) as exc:
         return _fail(str(exc), EXIT_INVALID)
     refusal = protected_mode_error(addresses, tokens, args.insecure)
     if refusal is not None:
         return _fail(refusal, EXIT_INVALID)
     if args.processes == 1:
-        return trio.run(_serve, config, addresses, tokens)
+        return trio.run(_serve, config, addresses, tokens, ssl_context)
     try:
         if args.processes < 1:
             raise ValueError(f"--processes must be at least 1, got {args.processes}")
@@ -115,20 +117,27 @@ async def _check_hosts(config: ServiceConfig) -> None:
     Service(config)
 
 
-async def _serve(config: ServiceConfig, addresses: tuple[Address, ...], tokens: Tokens) -> int:
+def _ssl_context(config: ServiceConfig) -> ssl.SSLContext | None:
+    """The TLS context of ``[server] tls_cert``/``tls_key``, if set (A4)."""
+    server = config.server
+    if server.tls_cert is None or server.tls_key is None:
+        return None
+    return server_ssl_context(server.tls_cert, server.tls_key)
+
+
+async def _serve(
+    config: ServiceConfig,
+    addresses: tuple[Address, ...],
+    tokens: Tokens,
+    ssl_context: ssl.SSLContext | None,
+) -> int:
     try:
         service = Service(config, tokens=tokens)  # hosts are built inside trio's clock
     except ConfigError as exc:
         return _fail(str(exc), EXIT_INVALID)
-    server = config.server
     try:
-        ssl_context = (
-            None
-            if server.tls_cert is None or server.tls_key is None
-            else server_ssl_context(server.tls_cert, server.tls_key)
-        )
         listeners = await open_listeners(
-            addresses, unix_mode=server.unix_mode, ssl_context=ssl_context
+            addresses, unix_mode=config.server.unix_mode, ssl_context=ssl_context
         )
     except OSError as exc:
         return _fail(str(exc), EXIT_CANNOT_LISTEN)
