@@ -183,3 +183,17 @@ async def test_failure_closes_listeners_already_open(tmp_path: Path) -> None:
     with trio.fail_after(TIMEOUT), pytest.raises(OSError, match="missing"):
         await open_listeners([first, parse_address(f"unix:{tmp_path}/missing/s.sock")])
     assert not os.path.exists(first.path or "")
+
+
+async def test_failed_setup_leaves_no_socket_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A3: a socket whose mode cannot be set never listens, and its file is removed
+    def refuse(path: str, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    path = str(tmp_path / "s.sock")
+    with trio.fail_after(TIMEOUT), pytest.raises(PermissionError, match="cannot listen"):
+        await open_listeners([parse_address(f"unix:{path}")])
+    assert not os.path.exists(path)

@@ -140,7 +140,7 @@ async def _remove_stale_socket(path: str) -> None:
         return
     except OSError as exc:
         raise OSError(
-            exc.errno, f"unix:{path}: cannot tell whether it is in use ({exc.strerror})"
+            exc.errno, f"unix:{path}: cannot tell whether it is in use ({_reason(exc)})"
         ) from None
     else:
         raise OSError(
@@ -158,22 +158,28 @@ async def _remove_stale_socket(path: str) -> None:
 async def _open_unix_listener(path: str, mode: int) -> UnixSocketListener:
     await _remove_stale_socket(path)
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    identity = None
     try:
         await sock.bind(path)
-        # Bound but not yet listening: every connect is refused, so the mode is set before
-        # anyone can reach the socket.
-        os.chmod(path, mode)
         identity = _file_identity(path)
         if identity is None:
             raise FileNotFoundError(errno.ENOENT, "the socket file vanished after bind")
+        # Bound but not yet listening: every connect is refused, so the mode is set before
+        # anyone can reach the socket.
+        os.chmod(path, mode)
         sock.listen()
-    except OSError as exc:
+    except BaseException as exc:
         sock.close()
-        raise OSError(exc.errno, f"cannot listen on unix:{path}: {exc.strerror}") from None
-    except BaseException:
-        sock.close()
+        if identity is not None and _file_identity(path) == identity:
+            os.unlink(path)  # leave no socket file behind
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, f"cannot listen on unix:{path}: {_reason(exc)}") from None
         raise
     return UnixSocketListener(sock, path, identity)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 async def _open_tcp_listeners(address: Address) -> list[trio.SocketListener]:
@@ -181,7 +187,7 @@ async def _open_tcp_listeners(address: Address) -> list[trio.SocketListener]:
     try:
         return await trio.open_tcp_listeners(address.port, host=address.host)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror or exc}") from None
+        raise OSError(exc.errno, f"cannot listen on {address}: {_reason(exc)}") from None
 
 
 async def open_listeners(
@@ -226,7 +232,7 @@ def server_ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
         context.load_cert_chain(cert_file, key_file)
     except (OSError, ssl.SSLError) as exc:
         raise type(exc)(
-            exc.errno, f"tls_cert {cert_file}, tls_key {key_file}: {exc.strerror or exc}"
+            exc.errno, f"tls_cert {cert_file}, tls_key {key_file}: {_reason(exc)}"
         ) from None
     return context
 
