@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import secrets
 import signal
 from collections import deque
@@ -70,6 +71,9 @@ class Connection:
         self._settings = settings
         self.protocol = ServerProtocol(Limits(settings.max_message_bytes, settings.max_in_flight))
         self.session = Session(context, self.protocol, self.send)
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._writing = False  # the writer task is inside send_all
+        self._gathering = False  # the reader is handling a batch: hold responses
         self._outbox: deque[bytes] = deque()
         self._queued = 0  # bytes queued and not yet written
         self._writer_wakeup = trio.lowlevel.ParkingLot()
@@ -81,15 +85,49 @@ class Connection:
 
     def send(self, data: bytes) -> None:
         """Queue bytes for the peer; never blocks. Over ``max_output_bytes`` the connection
-        is closed (S11). Safe to call from inside a host's call."""
+        is closed (S11). Safe to call from inside a host's call.
+
+        While nothing is queued or being written, a plain socket is written at once with
+        one non-blocking ``write`` (no task switch). While the reader handles a batch of
+        requests, their responses are gathered and written together after it.
+        """
         if not self._accepting:
             return
+        if not (self._outbox or self._writing or self._gathering):
+            data = self._write_now(data)
+            if not data:
+                return
         self._outbox.append(data)
         self._queued += len(data)
         if self._queued > self._settings.max_output_bytes:
             self.abort(f"over max_output_bytes ({self._settings.max_output_bytes}) unwritten")
-        else:
+        elif not self._gathering:
             self._writer_wakeup.unpark()
+
+    def _write_now(self, data: bytes) -> bytes:
+        """Write what the socket takes without blocking; return the rest."""
+        if self._fd is None:
+            return data
+        try:
+            sent = os.write(self._fd, data)
+        except BlockingIOError:
+            return data
+        except OSError as exc:
+            self.abort(f"write failed: {exc.strerror or exc}")
+            return b""
+        return data[sent:]
+
+    def _flush_gathered(self) -> None:
+        """After a batch: write the gathered responses at once, or leave them to the writer."""
+        self._gathering = False
+        if self._outbox and not self._writing and self._accepting:
+            data = b"".join(self._outbox)
+            self._outbox.clear()
+            rest = self._write_now(data)
+            self._queued = len(rest)
+            if rest:
+                self._outbox.append(rest)
+        self._writer_wakeup.unpark()
 
     def abort(self, reason: str) -> None:
         """Close at once, dropping unwritten output (synchronous; the session is closed
@@ -118,6 +156,9 @@ class Connection:
                     self.session.close()
                     self._draining = True
                     self._writer_wakeup.unpark()
+        except Exception:  # a bug: it ends this connection, never the server
+            logger.exception("connection %d: internal error", self.session.id)
+            self.reason = "internal error"
         finally:
             self._accepting = False
             self.session.close()
@@ -136,10 +177,14 @@ class Connection:
                 self.reason = "end of file from the peer"
                 return
             protocol.receive_data(data)
-            while (event := protocol.next_event()) is not None:
-                if not session.handle(event):
-                    self.reason = "protocol error or failed hellos"
-                    return
+            self._gathering = True
+            try:
+                while (event := protocol.next_event()) is not None:
+                    if not session.handle(event):
+                        self.reason = "protocol error or failed hellos"
+                        return
+            finally:
+                self._flush_gathered()
 
     async def _write_loop(self) -> None:
         outbox, stream = self._outbox, self._stream
@@ -156,11 +201,14 @@ class Connection:
                 chunks.append(chunk)
                 size += len(chunk)
             with trio.move_on_after(math.inf if deadline is None else deadline) as scope:
+                self._writing = True
                 try:
                     await stream.send_all(b"".join(chunks))
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     self.abort(f"write failed: {type(exc).__name__}")
                     return
+                finally:
+                    self._writing = False
             if scope.cancelled_caught:
                 self.abort(f"a write made no progress for write_deadline ({deadline} s)")
                 return
