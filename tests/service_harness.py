@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,6 +18,17 @@ from sbroker.service.server import Service
 
 #: Every wait in the service tests is bounded by this (seconds).
 TIMEOUT = 10
+
+#: A broker and a regulator whose queues never drop on their own.
+CONFIG = """
+[brokers.db]
+ask = { policy = "timeout", timeout = inf }
+ask_r = { policy = "timeout", timeout = inf }
+
+[regulators.pool]
+queue = { policy = "timeout", timeout = inf }
+valve = { valve = "open", max_size = 1 }
+"""
 
 
 def config_from(text: str, base_dir: str = ".", **server: Any) -> ServiceConfig:
@@ -67,6 +78,15 @@ async def wait_until(predicate: Any, what: str = "condition") -> None:
     """Poll ``predicate()`` with short sleeps (the caller bounds it with fail_after)."""
     while not predicate():
         await trio.sleep(0.005)
+
+
+async def connect_when_ready(connect: Callable[[], Awaitable[RpcClient]]) -> RpcClient:
+    """Connect to a server process that may not be listening yet (the caller bounds it)."""
+    while True:
+        try:
+            return await connect()
+        except OSError:
+            await trio.sleep(0.05)
 
 
 def tmp_socket(tmp_path: Any) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import trio
 from msgpack_rpc_client import RpcClient
-from service_harness import TIMEOUT, tmp_socket
+from service_harness import TIMEOUT, connect_when_ready, tmp_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,14 +48,6 @@ def server_process(*args: str) -> Iterator[subprocess.Popen[bytes]]:
         process.stderr.close()
 
 
-async def connect_when_ready(path: str) -> RpcClient:
-    while True:
-        try:
-            return await RpcClient.connect_unix(path)
-        except OSError:
-            await trio.sleep(0.05)
-
-
 def test_invalid_file_exits_2_naming_file_table_parameter(tmp_path: Path) -> None:
     # section 7
     path = tmp_path / "bad.toml"
@@ -88,7 +80,7 @@ async def test_sighup_reloads_and_sigterm_answers_drop_then_exits_0(tmp_path: Pa
     socket_path = tmp_socket(tmp_path)
     with server_process("--config", str(path), "--listen", f"unix:{socket_path}") as process:
         with trio.fail_after(TIMEOUT * 3):
-            client = await connect_when_ready(socket_path)
+            client = await connect_when_ready(lambda: RpcClient.connect_unix(socket_path))
             asks = [await client.start("ask", "db", n) for n in range(3)]
             assert await client.call("len", "db") == 3
             path.write_text(CONFIG + "[regulators.pool]\n")

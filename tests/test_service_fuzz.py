@@ -15,21 +15,15 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from msgpack_rpc_client import RpcClient
+from service_harness import CONFIG as HARNESS_CONFIG
 from service_harness import TIMEOUT, serving, wait_until
 
 from sbroker.service.config import load_config
 
-CONFIG = """
-[brokers.db]
-ask = { policy = "timeout", timeout = inf }
-ask_r = { policy = "timeout", timeout = inf }
-
-[brokers.fuzz]
-ask = { policy = "timeout", timeout = inf }
-
-[regulators.fpool]
-valve = { valve = "open", max_size = 1 }
-"""
+CONFIG = (
+    HARNESS_CONFIG.replace("[regulators.pool]", "[regulators.fpool]")
+    + '[brokers.fuzz]\nask = { policy = "timeout", timeout = inf }\n'
+)
 # the same queues under another class: a reload changes it and must lose nothing
 CONFIG_CODEL = CONFIG.replace(
     'ask = { policy = "timeout", timeout = inf }\nask_r',

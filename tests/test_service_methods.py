@@ -5,17 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 from msgpack_rpc_client import RpcClient, RpcError
-from service_harness import TIMEOUT, serving, tmp_socket, wait_until
-
-CONFIG = """
-[brokers.db]
-ask = { policy = "timeout", timeout = inf }
-ask_r = { policy = "timeout", timeout = inf }
-
-[regulators.pool]
-queue = { policy = "timeout", timeout = inf }
-valve = { valve = "open", max_size = 1 }
-"""
+from service_harness import CONFIG, TIMEOUT, serving, tmp_socket, wait_until
 
 
 async def expect_error(client: RpcClient, code: str, method: str, *params: object) -> str:

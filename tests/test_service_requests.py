@@ -5,17 +5,7 @@ from __future__ import annotations
 
 import trio
 from msgpack_rpc_client import RpcClient
-from service_harness import TIMEOUT, Served, serving, wait_until
-
-CONFIG = """
-[brokers.db]
-ask = { policy = "timeout", timeout = inf }
-ask_r = { policy = "timeout", timeout = inf }
-
-[regulators.pool]
-queue = { policy = "timeout", timeout = inf }
-valve = { valve = "open", max_size = 1 }
-"""
+from service_harness import CONFIG, TIMEOUT, Served, serving, wait_until
 
 
 def host_len(served: Served, name: str, method: str = "len") -> int:

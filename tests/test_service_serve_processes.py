@@ -9,7 +9,7 @@ import subprocess
 
 import trio
 from msgpack_rpc_client import RpcClient
-from service_harness import TIMEOUT
+from service_harness import TIMEOUT, connect_when_ready
 from test_service_cli import ROOT, environment, serve_command
 
 from sbroker.service.listen import Address, parse_address
@@ -35,14 +35,6 @@ def free_port_pair() -> int:
                 sock.close()
 
 
-async def connect_when_ready(port: int) -> RpcClient:
-    while True:
-        try:
-            return await RpcClient.connect(port)
-        except OSError:
-            await trio.sleep(0.05)
-
-
 def test_child_addresses() -> None:
     addresses = [parse_address("127.0.0.1:7421"), parse_address("unix:/run/s.sock")]
     assert child_addresses(addresses, 0) == tuple(addresses)
@@ -62,7 +54,10 @@ async def test_two_processes_each_serve_their_own_brokers() -> None:
     )
     try:
         with trio.fail_after(TIMEOUT * 3):
-            clients = [await connect_when_ready(p) for p in (port, port + 1)]
+            clients = [
+                await connect_when_ready(lambda p=p: RpcClient.connect(p))  # type: ignore[misc]
+                for p in (port, port + 1)
+            ]
             nodes = set()
             asks = []
             for client in clients:
