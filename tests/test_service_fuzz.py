@@ -42,9 +42,15 @@ def run(test: Callable[[Path], Coroutine[Any, Any, None]]) -> None:
 # -- bad byte streams ------------------------------------------------------------------------
 
 FUZZ_METHODS = ["ask", "ask_r", "nb_ask", "len", "cancel", "monitor", "done", "continue", "hello"]
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner)
+
+
 values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    _containers,
     max_leaves=5,
 )
 requests = st.builds(
