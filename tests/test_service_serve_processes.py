@@ -70,7 +70,7 @@ async def test_two_processes_each_serve_their_own_brokers() -> None:
             for client, ask in zip(clients, asks, strict=True):
                 assert (await client.call("nb_ask_r", "default"))[2] == "job"
                 assert (await client.result(ask))[0] == "go"
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGINT)  # the parent stops its children (SIGTERM by pid)
             for client in clients:
                 await client.closed()
                 await client.aclose()

@@ -187,8 +187,7 @@ class Connection:
                 self._flush_gathered()
 
     async def _write_loop(self) -> None:
-        outbox, stream = self._outbox, self._stream
-        deadline = self._settings.write_deadline
+        outbox = self._outbox
         while True:
             while not outbox:
                 if self._draining:
@@ -200,19 +199,46 @@ class Connection:
                 chunk = outbox.popleft()
                 chunks.append(chunk)
                 size += len(chunk)
-            with trio.move_on_after(math.inf if deadline is None else deadline) as scope:
-                self._writing = True
-                try:
-                    await stream.send_all(b"".join(chunks))
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    self.abort(f"write failed: {type(exc).__name__}")
-                    return
-                finally:
-                    self._writing = False
-            if scope.cancelled_caught:
+            self._writing = True
+            try:
+                written = await self._write(b"".join(chunks))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self.abort(f"write failed: {type(exc).__name__}")
+                return
+            finally:
+                self._writing = False
+            if not written:
+                deadline = self._settings.write_deadline
                 self.abort(f"a write made no progress for write_deadline ({deadline} s)")
                 return
             self._queued -= size
+
+    async def _write(self, data: bytes) -> bool:
+        """Write ``data``; ``False`` when the peer took nothing for ``write_deadline`` (S11).
+
+        A plain socket is written directly, so the deadline runs afresh after each
+        bit of progress; another stream (TLS) gets the deadline per chunk.
+        """
+        deadline = self._settings.write_deadline
+        seconds = math.inf if deadline is None else deadline
+        if self._fd is None:
+            with trio.move_on_after(seconds):
+                await self._stream.send_all(data)
+                return True
+            return False
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            with trio.move_on_after(seconds):
+                await trio.lowlevel.wait_writable(self._fd)
+                continue
+            return False
+        await trio.lowlevel.checkpoint()
+        return True
 
 
 class Service:
