@@ -194,3 +194,12 @@ async def test_unix_socket(tmp_path: object) -> None:
                 waiting = await one.start("ask_r", "db", "w")
                 assert (await two.call("ask", "db", "v"))[2] == "w"
                 assert (await one.result(waiting))[2] == "v"
+
+
+async def test_estimate_reads_the_hosts_published_estimates() -> None:
+    # regulation.md B2 via protocol `estimate`: whatever the host publishes, else nil
+    with trio.fail_after(TIMEOUT):
+        async with serving(CONFIG) as served, await served.connect() as client:
+            db = served.service.hosts.get("db")
+            db.estimate = lambda: (5_000_000, None)  # type: ignore[union-attr]
+            assert await client.call("estimate", "db") == [5_000_000, None]
