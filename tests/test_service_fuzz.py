@@ -251,3 +251,52 @@ def test_every_request_is_answered_exactly_once(steps: list[tuple[str, Any, Any]
                     await client.aclose()
 
     run(body)
+
+
+# -- wrong types in every position -----------------------------------------------------------
+
+ALL_METHODS = [
+    "hello", "ask", "ask_r", "nb_ask", "nb_ask_r", "dynamic_ask", "dynamic_ask_r", "cancel",
+    "len", "len_r", "size", "continue", "done", "update", "statistics", "config",
+    "change_config", "monitor", "estimate", "names", "nope",
+]  # fmt: skip
+names = st.sampled_from(["db", "pool", "fuzz", "fpool", "missing"])
+policies = st.fixed_dictionaries(
+    {"policy": st.sampled_from(["timeout", "codel", "drop", "fair", "adaptive", "x"])},
+    optional={"timeout": values | st.floats(), "max_len": values, "key": values},
+)
+configs = st.fixed_dictionaries(
+    {}, optional={"ask": policies | values, "queue": policies, "meters": values}
+)
+anything = names | values | configs
+params = st.builds(lambda name, rest: [name, *rest], names, st.lists(anything, max_size=2)) | (
+    st.lists(anything, max_size=4)
+)
+any_call = st.tuples(st.sampled_from(ALL_METHODS), params)
+change_config_call = st.tuples(
+    st.just("change_config"), st.builds(lambda name, config: [name, config], names, configs)
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(calls=st.lists(any_call | change_config_call, min_size=1, max_size=12))
+def test_any_params_get_exactly_one_answer_and_never_internal(
+    calls: list[tuple[str, list[Any]]],
+) -> None:
+    # S12: wrong types anywhere get an error response; S3: exactly one response each
+    async def body(path: Path) -> None:
+        with trio.fail_after(TIMEOUT):
+            async with serving(load_config(str(path))) as served:
+                client = await served.connect()
+                for msgid, (method, arguments) in enumerate(calls):
+                    await client.start(method, *arguments, msgid=msgid)
+                last = await client.start("names", msgid=len(calls))
+                await client.result(last)  # every request above has been handled
+                served.service.stop()  # S13: the waiting ones are answered Drop
+            await client.closed()  # the client asserts that no msgid is answered twice
+            await client.aclose()
+            assert sorted(client.responses) == list(range(len(calls)))
+            codes = [error[0] for error, _result in client.responses.values() if error]
+            assert "internal" not in codes
+
+    run(body)
