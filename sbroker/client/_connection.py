@@ -84,7 +84,7 @@ class Connection:
                 session.close()
             if isinstance(exc, ConnectionFailed):
                 raise
-            raise ConnectionFailed(f"{self.address}: {exc}") from exc
+            raise ConnectionFailed(f"{self.address}: {exc}") from None
         except BaseException:
             if session is not None:
                 session.close()
