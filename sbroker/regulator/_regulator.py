@@ -232,6 +232,8 @@ class Regulator(Host):
 
     def _cancel_pending(self, request: PendingRequest) -> bool:
         self._begin()
+        if request.pending.result is not None:  # R4's catch-up just granted it
+            return False
         self._pending.cancel(request)
         self._abandon(request)
         return True

@@ -349,13 +349,13 @@ class Session:
 
     def _settled(self, msgid: int) -> None:
         """A waiting request's pending was settled or cancelled: answer it (once)."""
-        pending, host, name = self._waiting.pop(msgid)
-        if self.closed:
-            return
         try:
+            pending, host, name = self._waiting.pop(msgid)
             if pending.result is None:
                 self._respond(msgid, ("cancelled", "the request was withdrawn"))
             else:
+                # Kept even while closing: a permit granted as close() withdraws this
+                # session's other asks is then released with the others.
                 self._respond(msgid, None, self._answer(name, host, pending.result, waited=True))
         except Exception:  # this runs inside a host's call: never let it raise there
             logger.exception("connection %d: internal error answering a request", self.id)
