@@ -72,7 +72,7 @@ class Connection:
         self.protocol = ServerProtocol(Limits(settings.max_message_bytes, settings.max_in_flight))
         self.session = Session(context, self.protocol, self.send)
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
-        self._writing = False  # the writer task is inside send_all
+        self._writing = False  # the writer task is inside _write
         self._gathering = False  # the reader is handling a batch: hold responses
         self._outbox: deque[bytes] = deque()
         self._queued = 0  # bytes queued and not yet written
