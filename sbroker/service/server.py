@@ -127,7 +127,8 @@ class Connection:
             self._queued = len(rest)
             if rest:
                 self._outbox.append(rest)
-        self._writer_wakeup.unpark()
+        if self._outbox:
+            self._writer_wakeup.unpark()
 
     def abort(self, reason: str) -> None:
         """Close at once, dropping unwritten output (synchronous; the session is closed
