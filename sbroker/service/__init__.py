@@ -15,5 +15,6 @@ The wire contract is ``protocol.md``; the modules, from the bytes up:
 * :mod:`~sbroker.service.access` and :mod:`~sbroker.service.listen`: tokens,
   protected mode, addresses, Unix sockets and TLS.
 * :mod:`~sbroker.service.cli` and :mod:`~sbroker.service.processes`:
-  ``sbroker serve`` (``--processes N``).
+  ``sbroker serve`` (``--processes N``); :mod:`~sbroker.service.console`:
+  ``sbroker console``.
 """
