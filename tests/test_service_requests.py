@@ -140,3 +140,21 @@ async def test_server_stop_answers_queued_requests_drop() -> None:
             assert (await client.result(msgid))[0] == "drop"
         await client.closed()
         await client.aclose()
+
+
+async def test_monitor_remembers_the_last_max_in_flight_matches() -> None:
+    # docs/protocol.md: older refs are noproc, so memory stays bounded per connection
+    with trio.fail_after(TIMEOUT):
+        async with serving(CONFIG, max_in_flight=2) as served:
+            async with await served.connect() as one, await served.connect() as two:
+                refs = []
+                for n in range(3):
+                    waiting = await one.start("ask_r", "db", n)
+                    await wait_until(lambda: host_len(served, "db", "len_r") == 1)
+                    refs.append((await two.call("ask", "db"))[1])
+                    await one.result(waiting)
+                await two.call("monitor", "db", refs[0])
+                assert await two.notification() == ["db", refs[0], "noproc"]
+                await two.call("monitor", "db", refs[2])
+                await one.aclose()
+                assert await two.notification() == ["db", refs[2], "closed"]
