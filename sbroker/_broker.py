@@ -157,7 +157,11 @@ class Broker(Host):
         pending = Pending(tag)
         request = PendingRequest(now, value, pending, self._pending)
         pending._cancel = lambda: self._cancel_request(side, request)
-        side.enqueue(request, now)
+        try:
+            side.enqueue(request, now)
+        except BaseException:  # e.g. a FairQueue key that cannot hash the value
+            self._pending.discard(request)
+            raise
         return pending
 
     def _cancel_request(self, side: QueueSide, request: PendingRequest) -> bool:

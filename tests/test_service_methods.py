@@ -203,3 +203,16 @@ async def test_estimate_reads_the_hosts_published_estimates() -> None:
             db = served.service.hosts.get("db")
             db.estimate = lambda: (5_000_000, None)  # type: ignore[union-attr]
             assert await client.call("estimate", "db") == [5_000_000, None]
+
+
+async def test_a_value_a_fair_queue_cannot_key_is_refused_and_leaves_nothing() -> None:
+    # S12: bad_request, and nothing of the request stays in the broker
+    config = '[brokers.fair]\nask = { policy = "fair", queue = { policy = "timeout" } }\n'
+    with trio.fail_after(TIMEOUT):
+        async with serving(config) as served, await served.connect() as client:
+            for _ in range(3):
+                message = await expect_error(client, "bad_request", "ask", "fair", {"a": 1})
+                assert "unhashable" in message
+            broker = served.service.hosts.get("fair")
+            assert broker is not None and broker.len() == 0
+            assert broker._pending._by_tag == {}  # type: ignore[union-attr]

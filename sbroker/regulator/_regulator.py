@@ -227,7 +227,11 @@ class Regulator(Host):
         pending = Pending(tag)
         request = PendingRequest(now, value, pending, self._pending)
         pending._cancel = lambda: self._cancel_pending(request)
-        self._enqueued(request, now)
+        try:
+            self._enqueued(request, now)
+        except BaseException:  # e.g. a FairQueue key that cannot hash the value
+            self._pending.discard(request)
+            raise
         return pending
 
     def _cancel_pending(self, request: PendingRequest) -> bool:
