@@ -162,26 +162,26 @@ def test_tls_files_relative_to_the_config_file(
     assert isinstance(context, ssl.SSLContext)
 
 
-def test_tls_cert_without_key_refused(
-    recorder: ListenRecorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("table", "named"),
+    [
+        ('tls_cert = "cert.pem"', "tls_key"),  # A6: tls_cert and tls_key go together
+        ('tls_cert = "absent-cert.pem"\ntls_key = "absent-key.pem"', "absent-cert.pem"),
+    ],
+)
+def test_tls_settings_refused(
+    table: str,
+    named: str,
+    recorder: ListenRecorder,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # A6: tls_cert and tls_key go together
+    # A4, section 7: an invalid configuration, exit status 2, before anything listens
     config = tmp_path / "sbroker.toml"
-    config.write_text('[server]\ntls_cert = "cert.pem"\n')
-    assert serve("--config", str(config)) == 2
-    assert "tls_key" in capsys.readouterr().err
-    assert recorder.calls == []
-
-
-def test_unreadable_tls_files_are_an_invalid_config(
-    recorder: ListenRecorder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # A4, section 7: exit status 2 naming the files, before anything listens
-    config = tmp_path / "sbroker.toml"
-    config.write_text('[server]\ntls_cert = "absent-cert.pem"\ntls_key = "absent-key.pem"\n')
+    config.write_text(f"[server]\n{table}\n")
     assert serve("--config", str(config)) == 2
     error = capsys.readouterr().err
-    assert "absent-cert.pem" in error and "Traceback" not in error
+    assert named in error and "Traceback" not in error
     assert recorder.calls == []
 
 
