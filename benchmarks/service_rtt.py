@@ -38,6 +38,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import attrs
+
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_SERVER = "/usr/bin/redis-server"
 START_DELAY = 1.5  # s for every process to connect before the clock starts
@@ -63,6 +65,16 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {READY_TIMEOUT} s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, from /proc (0.0 where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     """Stop a process by its pid: SIGTERM, then SIGKILL after 5 s."""
     if process.poll() is None:
@@ -75,27 +87,27 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def sbroker_server() -> Iterator[str]:
+def sbroker_server() -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "sbroker", "serve", "--listen", f"127.0.0.1:{port}"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, process)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", process.pid
     finally:
         stop(process)
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
+def redis_server() -> Iterator[tuple[str, int]]:
     port = free_port()
     command = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
     command += ["--appendonly", "no"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, process)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", process.pid
     finally:
         stop(process)
 
@@ -108,7 +120,7 @@ def sbroker_role(role: str, address: str, ident: int, start: float, seconds: flo
 
     import sbroker.client
 
-    async def run() -> list[float]:
+    async def run() -> dict[str, object]:
         latencies: list[float] = []
         async with sbroker.client.connect(address) as conn:
             broker = conn.broker("default")
@@ -118,11 +130,12 @@ def sbroker_role(role: str, address: str, ident: int, start: float, seconds: flo
                 while True:
                     await broker.ask_r(ident)
             i = 0
+            cpu = time.process_time()
             while (sent := time.perf_counter()) < end:
                 await broker.ask(i)
                 latencies.append(time.perf_counter() - sent)
                 i += 1
-        return latencies
+            return {"latencies": latencies, "cpu": time.process_time() - cpu}
 
     print(json.dumps(trio.run(run)))
 
@@ -150,6 +163,7 @@ def redis_role(
                 job = r.blpop(["jobs"])
     latencies = []
     i = 0
+    cpu = time.process_time()
     while (sent := time.perf_counter()) < end:
         if pipelined:
             pipe = r.pipeline(transaction=False)
@@ -161,15 +175,31 @@ def redis_role(
             r.blpop([f"reply:{ident}"])
         latencies.append(time.perf_counter() - sent)
         i += 1
-    print(json.dumps(latencies))
+    print(json.dumps({"latencies": latencies, "cpu": time.process_time() - cpu}))
 
 
 # -- one configuration --------------------------------------------------------------
 
 
+@attrs.define
+class Run:
+    """What one configuration measured: every round trip's latency, and CPU seconds spent."""
+
+    latencies: list[float]
+    server_cpu: float
+    client_cpu: float
+    worker_cpu: float
+
+
 def run_config(
-    backend: str, address: str, clients: int, workers: int, seconds: float, pipelined: bool
-) -> list[float]:
+    backend: str,
+    server: tuple[str, int],
+    clients: int,
+    workers: int,
+    seconds: float,
+    pipelined: bool,
+) -> Run:
+    address, server_pid = server
     start = time.time() + START_DELAY
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -183,24 +213,37 @@ def run_config(
 
     worker_processes = [spawn("worker", w) for w in range(workers)]
     client_processes = [spawn("client", c) for c in range(clients)]
-    latencies: list[float] = []
+    run = Run([], 0.0, 0.0, 0.0)
     try:
+        time.sleep(max(0.0, start - time.time()))
+        run.server_cpu = -cpu_seconds(server_pid)
+        run.worker_cpu = -sum(cpu_seconds(process.pid) for process in worker_processes)
         for process in client_processes:
             out, _ = process.communicate(timeout=START_DELAY + seconds + 30)
-            latencies.extend(json.loads(out))
+            report = json.loads(out)
+            run.latencies.extend(report["latencies"])
+            run.client_cpu += report["cpu"]
+        run.server_cpu += cpu_seconds(server_pid)
+        run.worker_cpu += sum(cpu_seconds(process.pid) for process in worker_processes)
     finally:
         for process in worker_processes + client_processes:
             stop(process)
-    return latencies
+    return run
 
 
-def summary(latencies: list[float], seconds: float) -> tuple[float, float, float]:
-    ordered = sorted(latencies)
+def row(label: str, clients: int, run: Run, seconds: float, ratio: str) -> str:
+    """One table row: rate, latency percentiles, CPU per round trip of each side."""
+    ordered = sorted(run.latencies)
+    count = max(1, len(ordered))
 
     def rank(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
 
-    return len(ordered) / seconds, rank(0.50), rank(0.99)
+    cpu = " | ".join(
+        f"{1e6 * part / count:.0f}" for part in (run.server_cpu, run.client_cpu, run.worker_cpu)
+    )
+    figures = f"{len(ordered) / seconds:,.0f} | {rank(0.5):.3f} | {rank(0.99):.3f}"
+    return f"| {label} | {clients} | {figures} | {cpu} | {ratio} |"
 
 
 def main() -> None:
@@ -230,30 +273,33 @@ def main() -> None:
             import redis  # noqa: F401
         except ImportError:
             missing = "redis-py is not installed"
-    rows: dict[tuple[str, int], tuple[float, float, float]] = {}
-    with sbroker_server() as address:
+    runs: dict[tuple[str, int], Run] = {}
+    with sbroker_server() as server:
         for clients in args.clients:
-            latencies = run_config("sbroker", address, clients, args.workers, args.seconds, True)
-            rows["sbroker", clients] = summary(latencies, args.seconds)
+            runs["sbroker", clients] = run_config(
+                "sbroker", server, clients, args.workers, args.seconds, True
+            )
     if missing is None:
-        with redis_server() as address:
+        with redis_server() as server:
             for clients in args.clients:
-                latencies = run_config(
-                    "redis", address, clients, args.workers, args.seconds, pipelined
+                runs["redis", clients] = run_config(
+                    "redis", server, clients, args.workers, args.seconds, pipelined
                 )
-                rows["redis", clients] = summary(latencies, args.seconds)
     else:
         print(f"{missing}: sbroker's figures alone", file=sys.stderr)
     redis_label = "redis" if pipelined else "redis (unpipelined)"
     print(f"W = {args.workers} worker processes, {args.seconds} s per configuration, loopback")
-    print("| server | C | round trips/s | p50 ms | p99 ms | sbroker / redis |")
-    print("|---|---|---|---|---|---|")
-    for (backend, clients), (rate, p50, p99) in rows.items():
+    print(
+        "| server | C | round trips/s | p50 ms | p99 ms "
+        "| CPU us/rt: server | clients | workers | sbroker / redis |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (backend, clients), run in runs.items():
         ratio = ""
-        if backend == "sbroker" and ("redis", clients) in rows:
-            ratio = f"{rate / rows['redis', clients][0]:.2f}x"
+        if backend == "sbroker" and ("redis", clients) in runs:
+            ratio = f"{len(run.latencies) / max(1, len(runs['redis', clients].latencies)):.2f}x"
         label = redis_label if backend == "redis" else backend
-        print(f"| {label} | {clients} | {rate:,.0f} | {p50:.3f} | {p99:.3f} | {ratio} |")
+        print(row(label, clients, run, args.seconds, ratio))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,12 @@ class _Remote:
         decoded = host_from_map(raw, kind, where, resolve_regulator=self._conn.regulator)
         return (decoded[parts[0]], decoded[parts[1]], tuple(decoded.get("meters", ())))
 
+    async def estimate(self) -> tuple[int | None, int | None]:
+        """The published BetterMeter sojourn estimates (ns) of ``ask`` and ``ask_r``,
+        ``None`` where the host has no BetterMeter."""
+        ask, ask_r = await self._conn.call("estimate", self.name)
+        return ask, ask_r
+
     async def monitor(self, ref: Hashable) -> Monitor:
         """Watch the counterparty of the match ``ref`` (protocol.md S9).
 
@@ -156,11 +162,6 @@ class RemoteBroker(_Remote):
         changes = _changes({"ask": ask, "ask_r": ask_r, "meters": meters})
         await self._conn.call("change_config", self.name, changes)
 
-    async def estimate(self) -> tuple[int | None, int | None]:
-        """The published BetterMeter sojourn estimates (ns) of ``ask`` and ``ask_r``."""
-        ask, ask_r = await self._conn.call("estimate", self.name)
-        return ask, ask_r
-
 
 class RemoteRegulator(_Remote):
     """A regulator of a broker service; the coroutine twin of
@@ -225,11 +226,6 @@ class RemoteRegulator(_Remote):
         """Reconfigure live; ``None`` keeps a part (see :meth:`RemoteBroker.change_config`)."""
         changes = _changes({"queue": queue, "valve": valve, "meters": meters})
         await self._conn.call("change_config", self.name, changes)
-
-    async def estimate(self) -> tuple[int | None, int | None]:
-        """The published BetterMeter sojourn estimates (ns), ``None`` where none."""
-        ask, ask_r = await self._conn.call("estimate", self.name)
-        return ask, ask_r
 
     @asynccontextmanager
     async def permit(self, value: Any = None) -> AsyncIterator[Go]:
