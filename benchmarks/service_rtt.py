@@ -42,7 +42,7 @@ import attrs
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_SERVER = "/usr/bin/redis-server"
-START_DELAY = 1.5  # s for every process to connect before the clock starts
+START_DELAY = 0.2  # s between the last process saying "ready" and the clock starting
 READY_TIMEOUT = 15.0
 
 
@@ -115,7 +115,13 @@ def redis_server() -> Iterator[tuple[str, int]]:
 # -- the roles, each run in its own process -----------------------------------------
 
 
-def sbroker_role(role: str, address: str, ident: int, start: float, seconds: float) -> None:
+def ready_then_start() -> float:
+    """Tell the parent this process is connected; wait for the shared start time (stdin)."""
+    print("ready", flush=True)
+    return float(sys.stdin.readline())
+
+
+def sbroker_role(role: str, address: str, ident: int, seconds: float) -> None:
     import trio
 
     import sbroker.client
@@ -124,7 +130,7 @@ def sbroker_role(role: str, address: str, ident: int, start: float, seconds: flo
         latencies: list[float] = []
         async with sbroker.client.connect(address) as conn:
             broker = conn.broker("default")
-            await trio.sleep(max(0.0, start - time.time()))
+            await trio.sleep(max(0.0, ready_then_start() - time.time()))
             end = time.perf_counter() + seconds
             if role == "worker":
                 while True:
@@ -140,14 +146,13 @@ def sbroker_role(role: str, address: str, ident: int, start: float, seconds: flo
     print(json.dumps(trio.run(run)))
 
 
-def redis_role(
-    role: str, address: str, ident: int, start: float, seconds: float, pipelined: bool
-) -> None:
+def redis_role(role: str, address: str, ident: int, seconds: float, pipelined: bool) -> None:
     import redis
 
     host, port = address.rsplit(":", 1)
     r = redis.Redis(host=host, port=int(port))
-    time.sleep(max(0.0, start - time.time()))
+    r.ping()
+    time.sleep(max(0.0, ready_then_start() - time.time()))
     end = time.perf_counter() + seconds
     if role == "worker":
         job = r.blpop(["jobs"])
@@ -200,26 +205,37 @@ def run_config(
     pipelined: bool,
 ) -> Run:
     address, server_pid = server
-    start = time.time() + START_DELAY
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def spawn(role: str, ident: int) -> subprocess.Popen[bytes]:
         command = [sys.executable, __file__, "--role", role, "--backend", backend]
-        command += ["--address", address, "--ident", str(ident), "--start", str(start)]
+        command += ["--address", address, "--ident", str(ident)]
         command += ["--seconds", str(seconds)]
         if not pipelined:
             command.append("--redis-unpipelined")
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE)
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
 
     worker_processes = [spawn("worker", w) for w in range(workers)]
     client_processes = [spawn("client", c) for c in range(clients)]
     run = Run([], 0.0, 0.0, 0.0)
     try:
+        processes = worker_processes + client_processes
+        for process in processes:  # every process connected: imports and connects not timed
+            assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+        start = time.time() + START_DELAY
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write(f"{start}\n".encode())
+            process.stdin.close()
         time.sleep(max(0.0, start - time.time()))
         run.server_cpu = -cpu_seconds(server_pid)
         run.worker_cpu = -sum(cpu_seconds(process.pid) for process in worker_processes)
         for process in client_processes:
-            out, _ = process.communicate(timeout=START_DELAY + seconds + 30)
+            assert process.stdout is not None
+            out = process.stdout.read()
+            process.wait(timeout=seconds + 30)
             report = json.loads(out)
             run.latencies.extend(report["latencies"])
             run.client_cpu += report["cpu"]
@@ -256,14 +272,13 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sbroker", "redis"], help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--ident", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--start", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     pipelined = not args.redis_unpipelined
     if args.role is not None:
         if args.backend == "sbroker":
-            sbroker_role(args.role, args.address, args.ident, args.start, args.seconds)
+            sbroker_role(args.role, args.address, args.ident, args.seconds)
         else:
-            redis_role(args.role, args.address, args.ident, args.start, args.seconds, pipelined)
+            redis_role(args.role, args.address, args.ident, args.seconds, pipelined)
         return
     missing = None
     if not os.path.exists(REDIS_SERVER) and shutil.which("redis-server") is None:
