@@ -142,8 +142,8 @@ async def test_server_stop_answers_queued_requests_drop() -> None:
         await client.aclose()
 
 
-async def test_monitor_remembers_the_last_max_in_flight_matches() -> None:
-    # docs/protocol.md: older refs are noproc, so memory stays bounded per connection
+async def test_monitor_remembers_the_latest_matches() -> None:
+    # docs/protocol.md: the last min(1024, max_in_flight); older refs are noproc
     with trio.fail_after(TIMEOUT):
         async with serving(CONFIG, max_in_flight=2) as served:
             async with await served.connect() as one, await served.connect() as two:

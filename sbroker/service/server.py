@@ -48,6 +48,8 @@ logger = logging.getLogger("sbroker.service")
 RECEIVE_BYTES = 64 * 1024
 WRITE_CHUNK_BYTES = 64 * 1024
 _DEFAULT_SHUTDOWN_SECONDS = 10.0
+#: How many of its latest matches a connection can still ``monitor`` (S9).
+MONITORED_MATCHES = 1024
 
 
 def _peer(stream: trio.abc.Stream) -> str:
@@ -270,7 +272,7 @@ class Service:
             self.reload,
             tokens=tokens,
             node=secrets.token_hex(8),
-            max_matches=config.server.max_in_flight,
+            max_matches=min(config.server.max_in_flight, MONITORED_MATCHES),
         )
         self._connections: set[Connection] = set()
         self._stopping = trio.Event()
