@@ -142,7 +142,7 @@ class Context:
     reload: Callable[[], dict[str, Any]]
     tokens: Tokens = Tokens()
     node: str = "node"
-    max_matches: int = 10_000
+    max_matches: int = 1024
     matches: MatchBook = attrs.Factory(MatchBook)
 
 
