@@ -319,7 +319,7 @@ class Session:
         unpacker = self._unpacker
         inflight = self._inflight
         while True:
-            data = await self._stream.receive_some(RECEIVE_BYTES)
+            data = await self._receive()
             if not data:
                 return "the server closed the connection"
             try:
@@ -336,6 +336,23 @@ class Session:
                         return f"protocol error: unexpected message {message!r:.100}"
             except (ValueError, TypeError, msgpack.UnpackException) as exc:
                 return f"protocol error: {exc}"
+
+    async def _receive(self) -> bytes:
+        """The next bytes from the server (``b""`` at its end of file).
+
+        On a plain socket: wait until readable, then read, one system call
+        fewer than trying first, which on a request-response stream finds
+        nothing to read nearly every time.
+        """
+        fd = self._fd
+        if fd is None:
+            return await self._stream.receive_some(RECEIVE_BYTES)
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, RECEIVE_BYTES)
+            except BlockingIOError:
+                continue
 
     def close(self) -> None:
         """Close the connection: what waits fails at once, and :meth:`run` returns."""
