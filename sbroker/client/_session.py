@@ -337,7 +337,7 @@ class Session:
             except (ValueError, TypeError, msgpack.UnpackException) as exc:
                 return f"protocol error: {exc}"
 
-    async def _receive(self) -> bytes:
+    async def _receive(self) -> bytes | bytearray:
         """The next bytes from the server (``b""`` at its end of file).
 
         On a plain socket: wait until readable, then read, one system call
