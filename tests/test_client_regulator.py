@@ -8,7 +8,7 @@ import trio
 from client_harness import Server, served
 
 import sbroker
-from sbroker import Drop, Dropped, Go, NotFound, Stop
+from sbroker import Drop, Dropped, Go, NotFound, RequestCancelled, Stop
 from sbroker.client import RemoteRegulator
 from sbroker.queues import TimeoutQueue
 from sbroker.regulator import OpenValve, RelativeValve
@@ -91,3 +91,21 @@ async def test_statistics_config_change_config(server: Server) -> None:
         assert (await pool.config())[1:] == (new_valve, (sbroker.OverloadMeter(),))
         assert await pool.estimate() == (None, None)
         assert await pool.cancel("no such tag") == 0
+
+
+async def test_dynamic_ask_and_cancel_by_tag(server: Server) -> None:
+    async with served(server) as conn:
+        pool = conn.regulator("pool")  # two permits
+        granted = [await pool.dynamic_ask(i) for i in range(2)]
+        for pending in granted:
+            go = await pending.wait()
+            assert isinstance(go, Go) and go.value is pool
+        queued = await pool.dynamic_ask("third", tag="later")
+        while await pool.len() != 1:
+            await trio.sleep(0.005)
+        assert await pool.cancel("later") == 1 and await pool.len() == 0
+        with pytest.raises(RequestCancelled):
+            await queued.wait()
+        assert queued.result is None and queued.cancelled
+        for pending in granted:
+            assert await pool.done((await pending.wait()).ref) is True  # type: ignore[union-attr]
