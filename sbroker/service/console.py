@@ -7,6 +7,10 @@ console reads lines on a worker thread and runs each statement back in trio
 ``brokers`` and ``regulators`` (name -> remote object, as at start; ``await
 refresh()`` re-reads them), ``stats()`` (prints a table of every broker and
 regulator), ``trio``, ``sbroker`` and the policy, meter and valve classes.
+
+trio's own REPL (``python -m trio``) does the same but is not public API, so
+this is a small :class:`code.InteractiveConsole` of its own. Ctrl-D (end of
+input) or Ctrl-C quits.
 """
 
 from __future__ import annotations
@@ -191,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, RemoteError) as exc:
         print(f"sbroker console: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
