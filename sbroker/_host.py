@@ -373,8 +373,9 @@ class Host:
 
         If a preparation raises, the parts prepared so far are abandoned and
         the exception propagates: nothing has changed. Parts whose commit runs
-        user code commit first, so that such a failure stops the change
-        before any other part is applied.
+        user code that may refuse the change commit first, so that such a
+        failure stops the change before any other part is applied; the meters
+        (given last) commit last, raising only once they are all in place.
         """
         parts: list[PreparedPart] = []
         try:
@@ -384,14 +385,13 @@ class Host:
             for part in reversed(parts):
                 part.abandon()
             raise
-        parts.sort(key=lambda part: not part.fallible)
+        parts.sort(key=lambda part: not part.fallible)  # stable: the meters stay last
         for index, part in enumerate(parts):
             try:
                 part.commit()
             except BaseException:
-                if part.fallible:
-                    for rest in parts[index + 1 :]:
-                        rest.abandon()
+                for rest in parts[index + 1 :]:
+                    rest.abandon()
                 raise
 
     def _queue_sides(self) -> tuple[QueueSide, ...]:

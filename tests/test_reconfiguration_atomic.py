@@ -14,6 +14,7 @@ import trio.testing
 from raising_parts import (
     Boom,
     FlakyQueue,
+    RaisingCloseMeter,
     RaisingInitQueue,
     RaisingMeter,
     RaisingValve,
@@ -209,3 +210,16 @@ async def test_regulator_failed_queue_change_keeps_waiters(
     reg.change_config(valve=OpenValve(max_size=3))
     assert [isinstance(pending.result, Go) for pending in pendings] == [True] * 3
     reg.close()
+
+
+async def test_meter_close_raising_at_commit_still_installs_the_change(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # M2: the commit runs every step; the meter's exception is raised after it.
+    log: list[str] = []
+    async with open_broker(meters=[RaisingCloseMeter()]) as broker:
+        with pytest.raises(Boom):
+            broker.change_config(ask=DropQueue(), meters=[RecordingMeter(log)])
+        assert broker.config()[0] == DropQueue()
+        assert broker.config()[2] == (RecordingMeter(log),)
+        assert log == ["init"]

@@ -349,9 +349,11 @@ class Regulator(Host):
             prepares.append(valve_change.prepare)
         if meter_list is not None:
             prepares.append(lambda: self._prepare_meters(meter_list, now))
-        self._reconfigure(prepares)
-        verdict = None if valve_change is None else valve_change.verdict
-        self._settle(self._valve.timeout(now) if verdict is None else verdict, now)
+        try:
+            self._reconfigure(prepares)
+        finally:  # R3 holds after a failed change too
+            verdict = None if valve_change is None else valve_change.verdict
+            self._settle(self._valve.timeout(now) if verdict is None else verdict, now)
 
     def config(self) -> tuple[QueuePolicy, Valve, tuple[Meter, ...]]:
         """The running configuration: ``(queue, valve, meters)``."""
