@@ -19,6 +19,7 @@ from raising_parts import (
     RaisingMeter,
     RaisingValve,
     RecordingMeter,
+    StampingQueue,
     raising_key,
     unchecked,
 )
@@ -223,3 +224,14 @@ async def test_meter_close_raising_at_commit_still_installs_the_change(
         assert broker.config()[0] == DropQueue()
         assert broker.config()[2] == (RecordingMeter(log),)
         assert log == ["init"]
+
+
+async def test_trial_state_does_not_write_on_the_queued_requests(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A same-class change is tried on copies: an abandoned trial leaves the requests alone.
+    broker = Broker(ask=StampingQueue(stamp="first"))
+    pendings = [broker.async_ask(value) for value in range(2)]
+    with pytest.raises(Boom):
+        broker.change_config(ask=StampingQueue(stamp="trial"), meters=[RaisingMeter()])
+    assert [broker.nb_ask_r().value for _ in pendings] == [0, 1]  # type: ignore[union-attr]
