@@ -281,7 +281,8 @@ class Host:
         """The background task: timeouts and meters. Start it with ``nursery.start``.
 
         Returns when the host is closed; if it is cancelled, the host is
-        closed (every queued request is answered ``Drop``).
+        closed (every queued request is answered ``Drop``). Raises
+        ``RuntimeError`` if the host belongs to another trio run.
         """
         if self._running:
             raise RuntimeError(f"{type(self).__name__}.run() is already running")
