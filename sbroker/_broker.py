@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from sbroker._host import Host, PreparedPart, validate_meters
+from sbroker._host import Host, validate_meters
 from sbroker._pending import (
     Pending,
     PendingRequest,
@@ -27,6 +27,7 @@ from sbroker._pending import (
     fresh_tag,
 )
 from sbroker._queue_side import QueueSide, validate_policy
+from sbroker._reconfiguration import PreparedPart, reconfigure
 from sbroker._reply import call, serve
 from sbroker._results import REFUSED, Drop, Go, new_result
 from sbroker._statistics import BrokerStatistics, recent_window, side_statistics
@@ -338,7 +339,7 @@ class Broker(Host):
             prepares.append(lambda: self._ask_r.prepare(ask_r, now))
         if meter_list is not None:
             prepares.append(lambda: self._prepare_meters(meter_list, now))
-        self._reconfigure(prepares)
+        reconfigure(prepares)
 
     def statistics(self) -> BrokerStatistics:
         """A snapshot: waiting counts, go/drop totals, recent sojourn percentiles, lag."""
