@@ -26,14 +26,13 @@ This prints figures; it is not a test and gates nothing.
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import outcome
 import trio
-from rounds import Workload, add_timing_arguments, alternate, median_ratio
+from rounds import Workload, add_timing_arguments, print_table
 
 from sbroker import Broker, Go
 from sbroker.queues import AdaptiveQueue, CodelQueue, DropQueue, TimeoutQueue
@@ -96,13 +95,30 @@ class MinimalBroker:
     ask_r = _minimal_request("ask_rs", "asks")
 
 
-async def minimal_broker(clients: int, workers: int, matches: int) -> int:
-    broker = MinimalBroker()
-    matched = 0
+async def clients_and_workers(
+    nursery: trio.Nursery,
+    ask: Callable[[int], Awaitable[object]],
+    worker: Callable[[], Awaitable[None]],
+    clients: int,
+    workers: int,
+    matches: int,
+) -> None:
+    """Start the workers in ``nursery``; return once C clients made N/C ``ask``s each."""
 
     async def client(count: int) -> None:
         for i in range(count):
-            await broker.ask(i)
+            await ask(i)
+
+    for _ in range(workers):
+        nursery.start_soon(worker)
+    async with trio.open_nursery() as producers:
+        for _ in range(clients):
+            producers.start_soon(client, matches // clients)
+
+
+async def minimal_broker(clients: int, workers: int, matches: int) -> int:
+    broker = MinimalBroker()
+    matched = 0
 
     async def worker() -> None:
         nonlocal matched
@@ -111,11 +127,7 @@ async def minimal_broker(clients: int, workers: int, matches: int) -> int:
             matched += 1
 
     async with trio.open_nursery() as nursery:
-        for _ in range(workers):
-            nursery.start_soon(worker)
-        async with trio.open_nursery() as producers:
-            for _ in range(clients):
-                producers.start_soon(client, matches // clients)
+        await clients_and_workers(nursery, broker.ask, worker, clients, workers, matches)
         nursery.cancel_scope.cancel()
     return matched
 
@@ -125,10 +137,6 @@ def broker_workload(policy: object) -> Workload:
         broker = Broker(ask=policy, ask_r=TimeoutQueue())  # type: ignore[arg-type]
         matched = 0
 
-        async def client(count: int) -> None:
-            for i in range(count):
-                await broker.ask(i)
-
         async def worker() -> None:
             nonlocal matched
             while True:
@@ -137,11 +145,7 @@ def broker_workload(policy: object) -> Workload:
 
         async with trio.open_nursery() as nursery:
             await nursery.start(broker.run)
-            for _ in range(workers):
-                nursery.start_soon(worker)
-            async with trio.open_nursery() as producers:
-                for _ in range(clients):
-                    producers.start_soon(client, matches // clients)
+            await clients_and_workers(nursery, broker.ask, worker, clients, workers, matches)
             broker.close()
             nursery.cancel_scope.cancel()
         return matched
@@ -166,18 +170,15 @@ def main() -> None:
         "broker CodelQueue": broker_workload(CodelQueue()),
         "broker AdaptiveQueue": broker_workload(AdaptiveQueue()),
     }
-    timing = "CPU time" if args.cpu else "wall time"
-    print(f"{args.matches} matches per run, median of {args.rounds} alternating rounds, {timing}\n")
-    print("| clients/workers | contender | matches/s | / channel | / minimal |")
-    print("|---|---|---:|---:|---:|")
-    for clients, workers in ((1, 1), (100, 10), (1000, 100)):
-        rates = alternate(contenders, clients, workers, args.matches, args)
-        for name, values in rates.items():
-            print(
-                f"| {clients}/{workers} | {name} | {statistics.median(values):,.0f} "
-                f"| {median_ratio(values, rates[CHANNEL]):.2f} "
-                f"| {median_ratio(values, rates[MINIMAL]):.2f} |"
-            )
+    print_table(
+        contenders,
+        ((1, 1), (100, 10), (1000, 100)),
+        args.matches,
+        args,
+        unit="matches",
+        sizes_label="clients/workers",
+        references={"channel": CHANNEL, "minimal": MINIMAL},
+    )
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ This prints figures; it is not a test and gates nothing.
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import trio
-from rounds import Workload, add_timing_arguments, alternate, median_ratio
+from rounds import Workload, add_timing_arguments, print_table
 
 from sbroker.regulator import OpenValve, Regulator
 
@@ -74,17 +73,15 @@ def main() -> None:
         LIMITER: capacity_limiter,
         "regulator.permit() OpenValve": regulator_permit,
     }
-    timing = "CPU time" if args.cpu else "wall time"
-    print(f"{args.permits} permits per run, median of {args.rounds} alternating rounds, {timing}\n")
-    print("| tasks/limit | contender | permits/s | / limiter |")
-    print("|---|---|---:|---:|")
-    for tasks, limit in ((1, 1), (10, 10), (100, 10), (1000, 100)):
-        rates = alternate(contenders, tasks, limit, args.permits, args)
-        for name, values in rates.items():
-            print(
-                f"| {tasks}/{limit} | {name} | {statistics.median(values):,.0f} "
-                f"| {median_ratio(values, rates[LIMITER]):.2f} |"
-            )
+    print_table(
+        contenders,
+        ((1, 1), (10, 10), (100, 10), (1000, 100)),
+        args.permits,
+        args,
+        unit="permits",
+        sizes_label="tasks/limit",
+        references={"limiter": LIMITER},
+    )
 
 
 if __name__ == "__main__":

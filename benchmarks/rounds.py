@@ -56,3 +56,32 @@ def median_ratio(rates: list[float], references: list[float]) -> float:
     steady on a machine whose load changes.
     """
     return statistics.median(r / ref for r, ref in zip(rates, references, strict=True))
+
+
+def print_table(
+    contenders: dict[str, Workload],
+    sizes: tuple[tuple[int, int], ...],
+    count: int,
+    args: argparse.Namespace,
+    *,
+    unit: str,
+    sizes_label: str,
+    references: dict[str, str],
+) -> None:
+    """Alternate the contenders at each size; print a markdown table of rates and ratios.
+
+    ``references`` maps a column label to the contender every rate is divided by.
+    """
+    timing = "CPU time" if args.cpu else "wall time"
+    print(f"{count} {unit} per run, median of {args.rounds} alternating rounds, {timing}\n")
+    columns = "".join(f" / {label} |" for label in references)
+    print(f"| {sizes_label} | contender | {unit}/s |{columns}")
+    print("|---|---|---:|" + "---:|" * len(references))
+    for tasks, width in sizes:
+        rates = alternate(contenders, tasks, width, count, args)
+        for name, values in rates.items():
+            ratios = "".join(
+                f" {median_ratio(values, rates[reference]):.2f} |"
+                for reference in references.values()
+            )
+            print(f"| {tasks}/{width} | {name} | {statistics.median(values):,.0f} |{ratios}")
