@@ -109,22 +109,34 @@ class _AdaptiveState(DequeState):
 
     def handle_in(self, request: Request, now: int) -> int | None:
         """A5: an arrival at an empty queue restarts ``empty_at``; then Q11 and A4."""
-        if not self._entries:
+        queue = self._entries
+        if not queue:
             self._empty_at = now
-        self._admit(request, now)
+        if self._max_len is None:  # self._admit, inlined for the unbounded queue
+            self._members.add(request)
+            queue.append(request)
+        else:
+            self._admit(request, now)
         return self._check(now)
 
     def handle_out(self, now: int) -> tuple[Request, int | None] | None:
         """A6: check, then serve the head, or the tail (lifo; adaptive when congested)."""
-        congested = self._expire(now)
         queue = self._entries
+        if not queue:  # (the check would drop nothing)
+            self._empty_at = now
+            return None
+        congested = self._expire(now)
         if not queue:
             self._empty_at = now
             return None
+        # _pop/_popleft inlined
         if self._lifo or (self._adaptive and congested):
-            request = self._pop()
+            request = queue.pop()
         else:
-            request = self._popleft()
+            request = queue.popleft()
+        self._members.discard(request)
+        if self._dead:
+            self._discard_dead_ends()
         if not queue:
             self._empty_at = now
             return request, None
