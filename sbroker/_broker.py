@@ -38,6 +38,8 @@ from sbroker.queues import QueuePolicy, Request, TimeoutQueue
 Result = Go | Drop
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _current_clock = trio.lowlevel.current_clock
+_current_task = trio.lowlevel.current_task
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 
 
 def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[Result]]:
@@ -63,12 +65,21 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
             go = self._matched(other, item, value, now)
             await cancel_shielded_checkpoint()
             return go
-        self._missed(side, other, now)
+        other.wake = None  # nobody to hand out: note it (M5)
+        if self._waiting is not side:
+            self._waiting = side
+            self._empty_time = now
         request = TaskRequest(now, value, side.abandon)
         side.wake = wake = side.state.handle_in(request, now)  # side.enqueue, inlined
         if wake is not None and wake < self._timer:
             self._schedule(wake)
-        return await request.wait()
+        result = request.result  # request.wait(), inlined
+        if result is not None:  # answered already: dropped on arrival
+            await cancel_shielded_checkpoint()
+            return result
+        request.task = _current_task()
+        answer: Result = await _wait_task_rescheduled(request._abort)
+        return answer
 
     request.__name__ = request.__qualname__ = name
     request.__doc__ = doc
@@ -131,16 +142,12 @@ class Broker(Host):
         """Match with the counterparty ``other``'s policy hands out, if any."""
         item = other.state.handle_out(now)
         if item is None:
-            self._missed(side, other, now)
+            other.wake = None  # nobody to hand out: note it (M5)
+            if self._waiting is not side:
+                self._waiting = side
+                self._empty_time = now
             return None
         return self._matched(other, item, value, now)
-
-    def _missed(self, side: QueueSide, other: QueueSide, now: int) -> None:
-        """``other`` had nobody to hand out: note it (M5)."""
-        other.wake = None
-        if self._waiting is not side:
-            self._waiting = side
-            self._empty_time = now
 
     def _matched(
         self, other: QueueSide, item: tuple[Request, int | None], value: Any, now: int
