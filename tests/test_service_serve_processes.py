@@ -90,3 +90,32 @@ def test_port_zero_is_refused() -> None:
         timeout=TIMEOUT * 3,
     )
     assert result.returncode == 2 and b"port 0" in result.stderr
+
+
+async def test_metrics_of_every_host_over_http() -> None:
+    port = free_port_pair()
+    process = subprocess.Popen(
+        serve_command("--listen", f"127.0.0.1:{port}", "--metrics", f"127.0.0.1:{port + 1}"),
+        cwd=ROOT,
+        env=environment(),
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with trio.fail_after(TIMEOUT * 3):
+            client = await connect_when_ready(lambda: RpcClient.connect(port))
+            assert (await client.call("nb_ask", "default"))[0] == "drop"
+            stream = await trio.open_tcp_stream("127.0.0.1", port + 1)
+            async with stream:
+                await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                page = b""
+                while chunk := await stream.receive_some():
+                    page += chunk
+            assert b'sbroker_drop_total{name="default",side="ask"} 1.0' in page
+            process.send_signal(signal.SIGTERM)
+            await client.closed()
+            await client.aclose()
+            assert await trio.to_thread.run_sync(process.wait, TIMEOUT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(TIMEOUT)
