@@ -17,6 +17,7 @@ from sbroker._pending import Pending
 from sbroker._results import Drop, Go, NotFound, Stop
 from sbroker._statistics import BrokerStatistics, SideStatistics
 from sbroker.meters import (
+    BetterMeter,
     Meter,
     MeterHost,
     MeterState,
@@ -52,6 +53,7 @@ from sbroker.regulator import (
 
 __all__ = [
     "AdaptiveQueue",
+    "BetterMeter",
     "Broker",
     "BrokerClosed",
     "BrokerStatistics",

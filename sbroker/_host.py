@@ -23,6 +23,7 @@ from sbroker._errors import BrokerClosed
 from sbroker._time import now_ns, to_trio_time
 from sbroker._validators import check_factory
 from sbroker.meters import Meter, MeterState, Protector, Sample
+from sbroker.meters.better import BetterMeterState
 
 logger = logging.getLogger("sbroker")
 
@@ -92,6 +93,19 @@ class Host:
     def alarms(self) -> frozenset[str]:
         """The descriptions of the active alarms, e.g. ``{"message_queue_slow"}``."""
         return self._alarms
+
+    def estimate(self, side: str) -> int | None:
+        """The sojourn estimate (ns) a :class:`~sbroker.meters.BetterMeter` publishes for
+        ``side`` (``"ask"``/``"ask_r"``), or ``None`` without one (regulation.md B2).
+
+        Not on the matching path: it reads the meter's latest published value.
+        """
+        for _meter, state in self._meters:
+            if isinstance(state, BetterMeterState):
+                return state.estimate(side)
+        if side not in ("ask", "ask_r"):
+            raise ValueError(f"side must be 'ask' or 'ask_r', got {side!r}")
+        return None
 
     # -- the timer -------------------------------------------------------------
 
