@@ -54,7 +54,7 @@ class StaticEndpoints(Endpoints):
 
 
 class FileEndpoints(Endpoints):
-    """Endpoint URLs from a text file, one a line (blank lines and lines starting with ``#`` skipped).
+    """Endpoint URLs from a text file, one a line; blank lines and ``#`` lines are skipped.
 
     The file is re-read when its modification time or size changes, checked
     every ``poll`` seconds.
