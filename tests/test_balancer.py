@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from sbroker import BetterMeter, Broker, BrokerClosed, Drop, Go, Pending, open_broker
-from sbroker.balance import Balancer, Ejection, EndpointInfo, NoEndpoint, open_balancer
+from sbroker.balance import Balancer, EndpointInfo, NoEndpoint, open_balancer
 from sbroker.meters import Sample
 from sbroker.queues import TimeoutQueue
 from sbroker.regulator import OpenValve, Regulator
