@@ -32,7 +32,7 @@ from sbroker._units import to_ns
 from sbroker.balance.choice import pick_best_of_two, pick_least_loaded
 from sbroker.balance.discovery import Discovery, Retry
 from sbroker.balance.ejection import Ejection, EndpointTable, Entry
-from sbroker.balance.endpoints import Endpoints, StaticEndpoints
+from sbroker.balance.endpoints import Endpoints
 from sbroker.balance.remote import (
     ClientConnector,
     Connector,
@@ -165,14 +165,12 @@ class Balancer:
         self._in_flight = {"ask": 0, "ask_r": 0}
         self._nursery: trio.Nursery | None = None
         self._closed = False
+        self._discovery: Discovery | None = None
         if isinstance(endpoints, Endpoints):
-            source = endpoints
+            self._discovery = Discovery(endpoints, retry, self._reconcile)
         else:
-            endpoints = list(endpoints)
-            source = StaticEndpoints(endpoints)
             for endpoint in endpoints:
                 self.add(endpoint)
-        self._discovery = Discovery(source, retry, self._reconcile)
 
     # -- the set (D1, E4) --------------------------------------------------------------
 
@@ -233,7 +231,10 @@ class Balancer:
         Raises :class:`TimeoutError` after ``timeout`` seconds, naming the
         source and its last error.
         """
-        await self._discovery.wait_ready(timeout)
+        if self._discovery is None:
+            await trio.lowlevel.checkpoint()  # a list: ready from the start
+        else:
+            await self._discovery.wait_ready(timeout)
 
     # -- estimates (L3) --------------------------------------------------------------------
 
@@ -303,13 +304,15 @@ class Balancer:
         if probe is not None:
             return probe, True
         candidates = self._table.candidates()
-        if tried:
+        if tried:  # the retry (L4): a uniform other endpoint; off the hot path
             candidates = [entry for entry in candidates if entry not in tried]
         if not candidates:
             raise NoEndpoint(
                 f"no endpoint can take the request (tried {[e.key for e in tried]!r})",
                 tuple(e.key for e in tried),
             )
+        if tried:
+            return self._pick_random(candidates, side), False
         return self._choose(candidates, side), False
 
     # -- requests (L1, L4) ----------------------------------------------------------------------
@@ -528,7 +531,8 @@ class Balancer:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = self._pool.nursery = nursery
-                nursery.start_soon(self._discovery.run)
+                if self._discovery is not None:
+                    nursery.start_soon(self._discovery.run)
                 nursery.start_soon(self._refresh_estimates)
                 if self._protector_meter is not None:
                     nursery.start_soon(self._run_protector, self._protector_meter)
