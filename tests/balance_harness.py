@@ -97,6 +97,8 @@ class FakeHandle:
 
 
 class FakeConnector:
+    errors = ()
+
     def __init__(self, servers: dict[str, FakeServer]) -> None:
         self.servers = servers
         self.open = 0

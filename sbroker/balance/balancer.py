@@ -86,15 +86,8 @@ class EndpointInfo:
     ejected_until: float | None
 
 
-def _failure(exc: BaseException) -> Literal["not_written", "maybe_queued"] | None:
-    """L4: classify an exception raised by an endpoint call."""
-    if isinstance(exc, (NotWritten, BrokerClosed)):
-        return "not_written"
-    if isinstance(exc, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
-        return "maybe_queued"
-    if type(exc).__name__ == "RemoteError":  # sbroker.client's protocol errors
-        return "maybe_queued"
-    return None
+#: L4: failures of a call that may have been written (and queued).
+_MAYBE_QUEUED = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 class Balancer:
@@ -146,8 +139,8 @@ class Balancer:
         self._table = EndpointTable(ejection, self._rng)
         self._update = to_ns(update)
         self._stale_after = to_ns(5 * update if stale_after is None else stale_after)
-        self._pool = ServerPool(ClientConnector() if connector is None else connector,
-                                connect_timeout)
+        self._connector = ClientConnector() if connector is None else connector
+        self._pool = ServerPool(self._connector, connect_timeout)
         self._cursor = 0
         self._pick_now = 0  # the time of the pick in progress, for estimate staleness
         self._choose = {
@@ -236,6 +229,21 @@ class Balancer:
         else:
             await self._discovery.wait_ready(timeout)
 
+    def _failure(self, exc: BaseException) -> Literal["not_written", "maybe_queued"] | None:
+        """L4: classify an exception raised by an endpoint call (``None``: not a failure)."""
+        if isinstance(exc, (NotWritten, BrokerClosed)):
+            return "not_written"
+        if isinstance(exc, _MAYBE_QUEUED):
+            return "maybe_queued"
+        if isinstance(exc, Exception) and isinstance(exc, self._remote_errors()):
+            return "maybe_queued"
+        return None
+
+    def _remote_errors(self) -> tuple[type[BaseException], ...]:
+        if not self._pool.servers:
+            return ()
+        return self._connector.errors
+
     # -- estimates (L3) --------------------------------------------------------------------
 
     def _now(self) -> int:
@@ -270,7 +278,7 @@ class Balancer:
                     try:
                         estimates = await target.call(self._pool, "estimate")
                     except Exception as exc:  # an endpoint failure: the estimate goes stale
-                        if _failure(exc) is None:
+                        if self._failure(exc) is None:
                             raise
                     else:
                         entry.estimates = (estimates[0], estimates[1])
@@ -355,7 +363,7 @@ class Balancer:
                 if method in ("ask", "ask_r"):
                     result = await result
         except BaseException as exc:
-            kind = _failure(exc)
+            kind = self._failure(exc)
             now = now_ns()
             if kind is None:
                 if probe:
@@ -407,7 +415,7 @@ class Balancer:
         except (RequestCancelled, BrokerClosed, OSError):
             pass
         except Exception as exc:
-            if _failure(exc) is None:
+            if self._failure(exc) is None:
                 raise
         finally:
             self._end(entry, side)
@@ -455,7 +463,7 @@ class Balancer:
                 else:
                     count += target.cancel(tag)
             except Exception as exc:
-                if _failure(exc) is None:
+                if self._failure(exc) is None:
                     raise
         return count
 

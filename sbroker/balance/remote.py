@@ -37,7 +37,17 @@ class NotWritten(Exception):
 
 
 class Connector(Protocol):
-    """Opens connections to servers; ``connect`` has the shape of ``sbroker.client.connect``."""
+    """Opens connections to servers; ``connect`` has the shape of ``sbroker.client.connect``.
+
+    ``errors`` are the exception types, besides ``OSError`` and trio's broken
+    or closed resource errors, that a call on an open connection raises for an
+    endpoint failure (the client's protocol errors).
+    """
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """Exception types meaning an endpoint failure on an open connection."""
+        ...
 
     def connect(self, address: str, *, connect_timeout: float) -> AbstractAsyncContextManager[Any]:
         """An async context manager yielding a connection with ``broker(name)`` and
@@ -48,6 +58,13 @@ class Connector(Protocol):
 
 class ClientConnector:
     """The default :class:`Connector`: :func:`sbroker.client.connect`."""
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """The client's ``RemoteError``."""
+        from sbroker import client  # type: ignore[attr-defined,unused-ignore]
+
+        return (client.RemoteError,)
 
     def connect(self, address: str, *, connect_timeout: float) -> AbstractAsyncContextManager[Any]:
         """Open a connection with the service client."""
