@@ -176,8 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = {policy: run_policy(policy, args.seconds, args.seed) for policy in POLICIES}
     print(f"Load {LOAD}x of {CAPACITY:.0f} req/s, {args.seconds:g} s simulated, seed {args.seed}")
     print()
-    header = "| policy | requests | p50 ms | p99 ms | max ms | share per broker (last: half speed) |"
-    print(header)
+    print("| policy | requests | p50 ms | p99 ms | max ms | share per broker (last: half speed) |")
     print("|---|---:|---:|---:|---:|---|")
     for policy, (sojourns, served) in results.items():
         shares = " / ".join(f"{count / sum(served):.3f}" for count in served)

@@ -121,3 +121,6 @@ class FakeConnector:
 
     def connect(self, address: str, *, connect_timeout: float) -> Any:
         return self._connect(address)
+
+    async def ensure_connected(self, connection: FakeConnection) -> None:
+        await trio.lowlevel.checkpoint()

@@ -49,6 +49,14 @@ class Connector(Protocol):
         """Exception types meaning an endpoint failure on an open connection."""
         ...
 
+    async def ensure_connected(self, connection: Any) -> None:
+        """Return once ``connection`` can take a call; raise ``OSError`` if it cannot.
+
+        Called before every request, so that a failure here means the request
+        was never written (L4).
+        """
+        ...
+
     def connect(self, address: str, *, connect_timeout: float) -> AbstractAsyncContextManager[Any]:
         """An async context manager yielding a connection with ``broker(name)`` and
         ``regulator(name)``, whose handles have the broker calls as coroutines and
@@ -65,6 +73,10 @@ class ClientConnector:
         from sbroker import client  # type: ignore[attr-defined,unused-ignore]
 
         return (client.RemoteError,)
+
+    async def ensure_connected(self, connection: Any) -> None:
+        """Wait (up to the connect timeout) for the client's live session."""
+        await connection.current_session()
 
     def connect(self, address: str, *, connect_timeout: float) -> AbstractAsyncContextManager[Any]:
         """Open a connection with the service client."""
@@ -113,7 +125,7 @@ class ServerPool:
     """The servers of one balancer, keyed by address; connections live in ``nursery``."""
 
     def __init__(self, connector: Connector, connect_timeout: float) -> None:
-        self._connector = connector
+        self.connector = connector
         self._connect_timeout = connect_timeout
         self.servers: dict[str, Server] = {}
         self.nursery: trio.Nursery | None = None
@@ -162,7 +174,7 @@ class ServerPool:
         try:
             try:
                 with trio.fail_after(self._connect_timeout):
-                    manager = self._connector.connect(
+                    manager = self.connector.connect(
                         server.address, connect_timeout=self._connect_timeout
                     )
                     connection = await manager.__aenter__()
@@ -198,14 +210,21 @@ class RemoteEndpoint:
         self.server = server
         self.name = name
 
-    async def handle(self, pool: ServerPool) -> Any:
-        """The client's handle of this broker or regulator (``connection.broker(name)``)."""
-        connection = await pool.connection(self.server)
-        return connection.broker(self.name)
-
     async def call(self, pool: ServerPool, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``method`` on the remote broker; :class:`NotWritten` if not connected."""
-        handle = await self.handle(pool)
+        """Call ``method`` on the remote broker (``continue_``/``done``: regulator).
+
+        Raises :class:`NotWritten` if there is no connection to send it on.
+        """
+        connection = await pool.connection(self.server)
+        try:
+            await pool.connector.ensure_connected(connection)
+        except OSError as exc:
+            pool.disconnect(self.server)
+            raise NotWritten(f"{self.url}: not connected: {exc}") from exc
+        if method in ("continue_", "done"):
+            handle = connection.regulator(self.name)
+        else:
+            handle = connection.broker(self.name)
         function: Callable[..., Awaitable[Any]] = getattr(handle, method)
         return await function(*args, **kwargs)
 
