@@ -249,3 +249,36 @@ def test_retry_parameters() -> None:
     assert Retry(regular=60.0).delay(2, 400 * 10**9) == 60_000_000_000
     with pytest.raises(ValueError, match="after_error"):
         Retry(after_error=0)
+
+
+async def test_dns_endpoints_through_dnspython_on_trio() -> None:
+    # D2: dnspython's asynchronous resolver, on trio, against a DNS responder on 127.0.0.1.
+    import dns.asyncresolver
+    import dns.message
+    import dns.rrset
+
+    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+
+    async def respond() -> None:
+        while True:
+            data, peer = await sock.recvfrom(4096)
+            query = dns.message.from_wire(data)
+            response = dns.message.make_response(query)
+            question = query.question[0]
+            if dns.rdatatype.to_text(question.rdtype) == "SRV":
+                response.answer.append(
+                    dns.rrset.from_text(question.name, 60, "IN", "SRV", "0 0 7421 h1.example.")
+                )
+            await sock.sendto(response.to_wire(), peer)
+
+    resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.nameservers = ["127.0.0.1"]
+    resolver.port = port
+    with trio.fail_after(10), sock:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(respond)
+            endpoints = await DnsEndpoints("_sb._tcp.example.", resolver=resolver).get()
+            nursery.cancel_scope.cancel()
+    assert endpoints == ["tcp://h1.example:7421/default"]
