@@ -7,7 +7,7 @@ import trio
 import trio.testing
 from meter_harness import MS, FakeHost, sample
 
-from sbroker import BetterMeter, open_broker
+from sbroker import BetterMeter, Broker
 from sbroker.meters import BetterSide
 from sbroker.regulator import OpenValve, open_regulator
 
@@ -71,9 +71,11 @@ def test_config_change_keeps_values_close_unpublishes() -> None:
 
 async def test_broker_estimate(clock: trio.testing.MockClock) -> None:
     # B2: the host publishes; asks waiting raise the ask estimate.
-    async with open_broker(meters=[BetterMeter(update=0.1)]) as broker:
-        assert broker.estimate("ask") == 5000 * MS  # pessimistic until the first sample
-        await trio.sleep(0)
+    broker = Broker(meters=[BetterMeter(update=0.1)])
+    assert broker.estimate("ask") == 5000 * MS  # pessimistic until the first sample
+    async with trio.open_nursery() as outer:
+        await outer.start(broker.run)
+        await trio.sleep(0.001)
         assert broker.estimate("ask") == 0
         async with trio.open_nursery() as nursery:
             nursery.start_soon(broker.ask, 1)
@@ -83,6 +85,7 @@ async def test_broker_estimate(clock: trio.testing.MockClock) -> None:
             assert broker.nb_ask_r(2).__class__.__name__ == "Go"
         broker.change_config(meters=[])
         assert broker.estimate("ask") is None  # B4: removed meter unpublishes
+        broker.close()
     assert broker.estimate("ask_r") is None
     with pytest.raises(ValueError, match="side"):
         broker.estimate("sideways")
