@@ -60,7 +60,8 @@ class Connector(Protocol):
     def connect(self, address: str, *, connect_timeout: float) -> AbstractAsyncContextManager[Any]:
         """An async context manager yielding a connection with ``broker(name)`` and
         ``regulator(name)``, whose handles have the broker calls as coroutines and
-        ``async estimate() -> (ask, ask_r)``."""
+        ``async estimate() -> (ask, ask_r)``. Entering it raises ``OSError`` if no
+        connection is made within ``connect_timeout`` seconds."""
         ...
 
 
@@ -170,30 +171,28 @@ class ServerPool:
         return server.connection
 
     async def _hold(self, server: Server, ready: trio.Event, release: trio.Event) -> None:
-        """Open the connection, publish it, keep it until released (or the balancer stops)."""
+        """Open the connection, publish it, keep it until released (or the balancer stops).
+
+        The connector enforces the connect timeout; any ``OSError`` (refused,
+        reset, timed out) ends the attempt and is kept as the server's error.
+        """
         try:
-            try:
-                with trio.fail_after(self._connect_timeout):
-                    manager = self.connector.connect(
-                        server.address, connect_timeout=self._connect_timeout
-                    )
-                    connection = await manager.__aenter__()
-            except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                server.error = exc
-                return
-            self.open_connections += 1
-            try:
-                if not release.is_set():
-                    server.connection = connection
-                    server.error = None
-                ready.set()
-                await release.wait()
-            finally:
-                self.open_connections -= 1
-                if server.connection is connection:
-                    server.connection = None
-                with trio.CancelScope(shield=True):
-                    await manager.__aexit__(None, None, None)
+            async with self.connector.connect(
+                server.address, connect_timeout=self._connect_timeout
+            ) as connection:
+                self.open_connections += 1
+                try:
+                    if not release.is_set():
+                        server.connection = connection
+                        server.error = None
+                    ready.set()
+                    await release.wait()
+                finally:
+                    self.open_connections -= 1
+                    if server.connection is connection:
+                        server.connection = None
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+            server.error = exc
         finally:
             if server._ready is ready and server.connection is None:
                 server._ready = server._release = None
