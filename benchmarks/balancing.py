@@ -18,7 +18,13 @@ the whole per-request choice: probe check, candidate list, policy) in
 microseconds with 4, 64 and 1024 endpoints, next to a direct
 ``broker.nb_ask()`` and ``trio.current_time()`` in the same run for scale.
 
-    python benchmarks/balancing.py [--seconds 10] [--seed 1] [--plot]
+    python benchmarks/balancing.py [--seconds 10] [--seed 1] [--plot] [--remote 3]
+    python benchmarks/balancing.py --remote-only [--remote 3]
+
+``--remote S`` adds a third table: one to four ``sbroker serve`` processes
+(one broker each, started by this script and stopped by pid) behind a
+round_robin balancer, ``nb_ask`` round trips per second from 64 tasks of this
+process for S seconds each.
 
 ``--plot`` writes docs/img/balancing.png. This prints figures; it is not a
 test.
@@ -27,7 +33,10 @@ test.
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -132,6 +141,75 @@ def reference_costs(calls: int = 50_000) -> tuple[float, float]:
     return trio.run(measure)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_servers(count: int) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    """``count`` ``sbroker serve`` processes (one broker 'default' each); their endpoint URLs."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    processes, urls = [], []
+    for _ in range(count):
+        port = free_port()
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "sbroker", "serve", "--listen", f"127.0.0.1:{port}"],
+                cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        )
+        urls.append(f"tcp://127.0.0.1:{port}/default")
+    for url in urls:
+        port = int(url.split(":")[2].split("/")[0])
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    return processes, urls
+
+
+def remote_round_trips(servers: int, seconds: float, concurrency: int = 64) -> float:
+    """Round trips per second (``nb_ask``, answered Drop) through a balancer over
+    ``servers`` processes, from ``concurrency`` tasks of this process."""
+    processes, urls = start_servers(servers)
+    try:
+
+        async def measure() -> float:
+            count = 0
+            async with open_balancer(urls, "round_robin") as balancer:
+                for _ in range(servers * 4):  # open every connection first
+                    await balancer.nb_ask()
+
+                async def client() -> None:
+                    nonlocal count
+                    while True:
+                        await balancer.nb_ask()
+                        count += 1
+
+                start = time.perf_counter()
+                with trio.move_on_after(seconds):
+                    async with trio.open_nursery() as nursery:
+                        for _ in range(concurrency):
+                            nursery.start_soon(client)
+                return count / (time.perf_counter() - start)
+
+        return trio.run(measure)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+
+
 def plot(results: dict[str, tuple[list[int], list[int]]], path: Path) -> None:
     """p50/p99 per policy (log scale) and each broker's share."""
     import matplotlib
@@ -166,12 +244,31 @@ def plot(results: dict[str, tuple[list[int], list[int]]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def print_remote(seconds: float) -> None:
+    """The remote table: round trips per second with 1-4 server processes."""
+    print()
+    print(f"Remote: nb_ask round trips/s through a round_robin balancer, 64 tasks, {seconds:g} s")
+    print()
+    print("| server processes | round trips/s |")
+    print("|---:|---:|")
+    for servers in (1, 2, 3, 4):
+        print(f"| {servers} | {remote_round_trips(servers, seconds):.0f} |")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--plot", action="store_true", help="write docs/img/balancing.png")
+    parser.add_argument(
+        "--remote", type=float, default=0.0, metavar="SECONDS",
+        help="also measure 1-4 `sbroker serve` processes behind a balancer for SECONDS each",
+    )
+    parser.add_argument("--remote-only", action="store_true", help="only the remote table")
     args = parser.parse_args(argv)
+    if args.remote_only:
+        print_remote(args.remote or 3.0)
+        return
 
     results = {policy: run_policy(policy, args.seconds, args.seed) for policy in POLICIES}
     print(f"Load {LOAD}x of {CAPACITY:.0f} req/s, {args.seconds:g} s simulated, seed {args.seed}")
@@ -200,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     nb_ask, current_time = reference_costs()
     print()
     print(f"For scale: broker.nb_ask() {nb_ask:.2f} us, trio.current_time() {current_time:.2f} us")
+    if args.remote:
+        print_remote(args.remote)
     if args.plot:
         path = Path(__file__).resolve().parent.parent / "docs" / "img" / "balancing.png"
         plot(results, path)
