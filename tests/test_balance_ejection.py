@@ -6,6 +6,9 @@ import logging
 import random
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from sbroker.balance import Ejection
 from sbroker.balance.ejection import EndpointTable, Entry
@@ -162,3 +165,92 @@ def test_no_ejection_counts_failures() -> None:
     assert a is not None and b is not None
     fail(t, a, 50, 0)
     assert a.state == "up" and a.failures == 50
+
+
+KEYS = st.sampled_from("abc")
+
+
+class TableMachine(RuleBasedStateMachine):
+    """Arbitrary interleavings of membership changes, outcomes, probes and time (E1-E3)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ejection = Ejection(after=2, base=1.0, max=4.0, max_percent=60, panic_below=50)
+        self.table = EndpointTable(self.ejection, random.Random(0))
+        self.now = 0
+        self.probes: set[str] = set()  # keys leased and not yet answered or released
+
+    @rule(key=KEYS)
+    def add(self, key: str) -> None:
+        self.table.add(key, object(), self.now)
+
+    @rule(key=KEYS)
+    def remove(self, key: str) -> None:
+        self.table.remove(key)
+        self.probes.discard(key)
+
+    @rule(key=KEYS)
+    def fail(self, key: str) -> None:
+        self.outcome(key, False)
+
+    @rule(key=KEYS)
+    def succeed(self, key: str) -> None:
+        self.outcome(key, True)
+
+    def outcome(self, key: str, ok: bool) -> None:
+        entry = self.table.entries.get(key)
+        if entry is None:
+            return
+        probe = key in self.probes
+        self.probes.discard(key)
+        before_not_up = len(self.table.all) - len(self.table.up)
+        was_up = entry.state == "up"
+        if ok:
+            self.table.succeeded(entry, probe, self.now)
+            if probe:
+                assert entry.state == "up" and entry.failures == 0  # E3
+        else:
+            self.table.failed(entry, probe, self.now)
+            if was_up and entry.state == "ejected":  # E2: checked after ejecting
+                total = len(self.table.all)
+                assert total > 1
+                assert (before_not_up + 1) * 100 <= self.ejection.max_percent * total
+            if probe:
+                assert entry.state == "ejected"  # E3: a failed probe re-ejects
+
+    @rule(key=KEYS)
+    def release(self, key: str) -> None:
+        entry = self.table.entries.get(key)
+        if entry is not None and key in self.probes:
+            self.probes.discard(key)
+            self.table.released(entry, self.now)
+            assert entry.state == "ejected"
+
+    @rule()
+    def lease(self) -> None:
+        entry = self.table.lease_probe(self.now)
+        if entry is not None:
+            assert entry.key not in self.probes  # E3: one probe per ejection
+            assert entry.ejected_until is not None and entry.ejected_until <= self.now
+            self.probes.add(entry.key)
+
+    @rule(seconds=st.floats(min_value=0, max_value=10))
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * S)
+
+    @invariant()
+    def lists_match_states(self) -> None:
+        table = self.table
+        entries = list(table.entries.values())
+        assert sorted(id(e) for e in table.all) == sorted(id(e) for e in entries)
+        assert {id(e) for e in table.up} == {id(e) for e in entries if e.state == "up"}
+        assert all(table.all[e.all_index] is e for e in entries)
+        assert all(table.up[e.up_index] is e for e in table.up)
+        assert {e.key for e in entries if e.state == "probing"} == self.probes
+        up, total = len(table.up), len(table.all)
+        assert table.panic == (total > 0 and up * 100 < self.ejection.panic_below * total)
+        assert table.candidates() is (table.all if table.panic else table.up)
+
+
+TestTableMachine = TableMachine.TestCase
+TestTableMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
