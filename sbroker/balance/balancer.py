@@ -120,14 +120,14 @@ class Balancer:
         self,
         endpoints: Endpoints | Iterable[Any],
         policy: Policy = "best_of_two",
-        ejection: Ejection | None = Ejection(),  # noqa: B008 - immutable
+        ejection: Ejection | None = Ejection(),
         protector: Meter | None = None,
         rng: random.Random | None = None,
         *,
         update: float = 0.1,
         stale_after: float | None = None,
         connect_timeout: float = 5.0,
-        retry: Retry = Retry(),  # noqa: B008 - immutable
+        retry: Retry = Retry(),
         connector: Connector | None = None,
     ) -> None:
         if policy not in POLICIES:
