@@ -270,6 +270,9 @@ class Balancer:
     async def _refresh_estimates(self) -> None:
         """L3: one task refreshes every remote endpoint's estimates each ``update``."""
         while True:
+            if not self._pool.servers:  # no remote endpoint: nothing to refresh
+                await trio.sleep(to_trio_time(self._update))
+                continue
             for entry in [e for e in self._table.entries.values() if e.state == "up"]:
                 target = entry.target
                 if not isinstance(target, RemoteEndpoint):
