@@ -12,7 +12,7 @@ import trio.testing
 
 from sbroker import BetterMeter, Broker, BrokerClosed, Drop, Go, Pending, open_broker
 from sbroker.balance import Balancer, EndpointInfo, NoEndpoint, open_balancer
-from sbroker.meters import Sample
+from sbroker.meters import PieMeter, Sample
 from sbroker.queues import TimeoutQueue
 from sbroker.regulator import OpenValve, Regulator
 
@@ -324,3 +324,36 @@ async def test_closed_host_as_endpoint(clock: trio.testing.MockClock) -> None:
             for _ in range(4):
                 assert isinstance(await balancer.nb_ask(), Drop)
             assert balancer.endpoints()[0].failures == 2
+
+
+async def test_pie_protector_gates_a_backed_up_set(clock: trio.testing.MockClock) -> None:
+    # sprotector: a PieMeter in front drops before choosing once the best estimate stays high.
+    broker = FlakyBroker(ask=TimeoutQueue(timeout=None), meters=[BetterMeter()])
+    meter = PieMeter(ask=dict(target=0.05, interval=0.5), rng=random.Random(1))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(broker.run)
+        for _ in range(3):
+            nursery.start_soon(Broker.ask, broker, "stuck")  # never served: asks back up
+        async with open_balancer([broker], protector=meter) as balancer:
+            refused = reached = 0
+            for _ in range(600):  # 6 s of nb_asks, 10 ms apart
+                before = broker.requests
+                result = await balancer.nb_ask()
+                assert isinstance(result, Drop)
+                if broker.requests == before:
+                    refused += 1
+                else:
+                    reached += 1
+                await trio.sleep(0.01)
+            assert balancer.alarms() == frozenset()
+        nursery.cancel_scope.cancel()
+    assert refused > 300 and reached > 30  # deterministic here: 533 and 67
+
+
+async def test_best_of_two_reads_two_estimates_per_pick(clock: trio.testing.MockClock) -> None:
+    # L2, pick path: no scan; 1024 endpoints, exactly two estimates read per pick.
+    brokers = [CountingBroker(meters=[BetterMeter()]) for _ in range(1024)]
+    async with open_balancer(brokers, rng=random.Random(8)) as balancer:
+        for _ in range(100):
+            await balancer.nb_ask()
+    assert sum(broker.reads for broker in brokers) == 200
