@@ -10,7 +10,7 @@ regulator should call ``timeout`` to ask again. Run it:
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import trio
@@ -61,7 +61,9 @@ class SlowStartState:
         self._running.pop(ref, None)
         return found, self.timeout(now)
 
-    def continue_(self, ref: Hashable, now: int) -> tuple[str, int | None, Verdict]:
+    def continue_(
+        self, ref: Hashable, now: int
+    ) -> tuple[Literal["go", "done", "not_found"], int | None, Verdict]:
         if ref not in self._running:
             return "not_found", None, self.timeout(now)
         if len(self._running) > self._valve.max_size:  # shrunk by config_change: stop one

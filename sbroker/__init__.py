@@ -6,16 +6,20 @@ unmatched caller waits in its side's queue, whose policy
 (:mod:`sbroker.queues`) decides when waiting has become pointless. Meters
 (:mod:`sbroker.meters`) watch brokers and regulators; a
 :class:`~sbroker.regulator.Regulator` (:mod:`sbroker.regulator`) limits how
-many tasks run at once.
+many tasks run at once. :meth:`Broker.call` and :meth:`Broker.serve` add
+request/reply on top of a match, and :func:`open_pool` runs a connection pool
+built from a broker and a regulator.
 
 Every public name of the subpackages is re-exported here.
 """
 
 from sbroker._broker import Broker, open_broker
-from sbroker._errors import BrokerClosed, Dropped, RequestCancelled
+from sbroker._errors import BrokerClosed, Dropped, RequestCancelled, WorkerFailed
 from sbroker._pending import Pending
+from sbroker._reply import Job
 from sbroker._results import Drop, Go, NotFound, Stop
-from sbroker._statistics import BrokerStatistics, SideStatistics
+from sbroker._statistics import BrokerStatistics, RegulatorStatistics, SideStatistics
+from sbroker._version import __version__ as __version__
 from sbroker.meters import (
     BetterMeter,
     Meter,
@@ -28,6 +32,7 @@ from sbroker.meters import (
     UnderloadMeter,
     UpdateMeter,
 )
+from sbroker.pool import Pool, PoolStatistics, open_pool
 from sbroker.queues import (
     AdaptiveQueue,
     CodelQueue,
@@ -64,6 +69,7 @@ __all__ = [
     "Dropped",
     "FairQueue",
     "Go",
+    "Job",
     "Meter",
     "MeterHost",
     "MeterState",
@@ -71,6 +77,8 @@ __all__ = [
     "OpenValve",
     "OverloadMeter",
     "Pending",
+    "Pool",
+    "PoolStatistics",
     "Permit",
     "PieMeter",
     "Protector",
@@ -78,6 +86,7 @@ __all__ = [
     "QueueState",
     "RateValve",
     "Regulator",
+    "RegulatorStatistics",
     "RelativeValve",
     "Request",
     "RequestCancelled",
@@ -87,9 +96,11 @@ __all__ = [
     "TimeoutQueue",
     "UnderloadMeter",
     "UpdateMeter",
+    "WorkerFailed",
     "Valve",
     "ValveState",
     "Verdict",
     "open_broker",
+    "open_pool",
     "open_regulator",
 ]

@@ -26,6 +26,7 @@ from sbroker._pending import (
     fresh_tag,
 )
 from sbroker._queue_side import QueueSide, validate_policy
+from sbroker._reply import call, serve
 from sbroker._results import Drop, Go, new_go_pair
 from sbroker._statistics import BrokerStatistics, recent_window, side_statistics
 from sbroker._time import now_ns
@@ -187,6 +188,29 @@ class Broker(Host):
     else:
         ask = _blocking_request("ask", _ASK_DOC)
         ask_r = _blocking_request("ask_r", _ASK_R_DOC)
+
+    async def call(self, value: Any = None) -> Any:
+        """Request/reply: send ``value`` to a worker and return its reply.
+
+        The request is an :meth:`ask` carrying a :class:`~sbroker.Job`; a worker
+        running :meth:`serve` (or answering the job itself) replies. Raises
+        :class:`~sbroker.Dropped` if the ask queue drops the request and
+        :class:`~sbroker.WorkerFailed` if the worker raised or was cancelled.
+        If the caller is cancelled while the worker runs, the worker's handler
+        is cancelled for this job and the worker serves on.
+        """
+        return await call(self, value)
+
+    async def serve(self, handler: Callable[[Any], Awaitable[Any]], value: Any = None) -> None:
+        """A worker loop: match with callers of :meth:`call`, reply with ``await handler(v)``.
+
+        Each job's ``v`` is the caller's value; ``value`` is what this worker
+        offers with :meth:`ask_r`. An exception from ``handler`` is answered
+        to its caller as :class:`~sbroker.WorkerFailed` and the worker serves
+        on; if the worker is cancelled mid-job, the caller gets
+        ``WorkerFailed`` too. Returns when the broker closes.
+        """
+        await serve(self, handler, value)
 
     def nb_ask(self, value: Any = None) -> Result:
         """Match at once with a waiting ``ask_r`` request, else ``Drop(0)``; never queues."""

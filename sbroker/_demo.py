@@ -9,6 +9,7 @@ many clients each served and how long the served ones waited.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
@@ -70,7 +71,14 @@ async def _offer(
 
 
 def poisson_arrivals(rate: float, seconds: float, rng: random.Random) -> list[float]:
-    """Arrival times (s) of a Poisson process of ``rate`` per second over ``seconds``."""
+    """Arrival times (s) of a Poisson process of ``rate`` per second over ``seconds``.
+
+    Both must be finite and ``> 0`` (``ValueError`` otherwise: a ``nan`` or
+    infinite window would never end).
+    """
+    for name, number in (("rate", rate), ("seconds", seconds)):
+        if not (math.isfinite(number) and number > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {number!r}")
     times: list[float] = []
     t = 0.0
     while True:

@@ -10,7 +10,8 @@ class BrokerClosed(trio.ClosedResourceError):
 
 
 class Dropped(Exception):
-    """``regulator.permit()`` was answered ``Drop``: no permit was granted.
+    """A request was answered ``Drop``: raised by ``regulator.permit()``,
+    ``broker.call()`` and ``pool.checkout()``.
 
     Attributes:
         drop: the :class:`~sbroker.Drop` answer, with its ``sojourn_time``.
@@ -23,3 +24,10 @@ class Dropped(Exception):
 
 class RequestCancelled(Exception):
     """``Pending.wait()`` on a request that was cancelled before it was answered."""
+
+
+class WorkerFailed(Exception):
+    """``broker.call()``: the worker that took the job raised or was cancelled.
+
+    The worker's exception is the ``__cause__``.
+    """

@@ -7,14 +7,27 @@ All are frozen attrs classes, usable in ``match`` statements
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic
 
 import attrs
 
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
+    #: The type of ``Go.value``; a bare ``Go`` is ``Go[Any]``.
+    ValueT = TypeVar("ValueT", default=Any, covariant=True)
+else:  # typing.TypeVar takes no default before Python 3.13; only checkers read it
+    from typing import TypeVar
+
+    ValueT = TypeVar("ValueT", covariant=True)
+
 
 @attrs.frozen
-class Go:
+class Go(Generic[ValueT]):
     """A match was made.
+
+    ``Go`` is generic in its value: annotate ``Go[Job]`` where the
+    counterparty's value is known to be a ``Job`` (a bare ``Go`` is ``Go[Any]``).
 
     Attributes:
         ref: unique per match; both sides of a match get an equal ``ref``
@@ -26,7 +39,7 @@ class Go:
     """
 
     ref: Hashable
-    value: Any
+    value: ValueT
     relative_time: int
     sojourn_time: int
 
@@ -59,7 +72,7 @@ class NotFound:
 
 
 _new_object = object.__new__
-_set_ref, _set_value = Go.ref.__set__, Go.value.__set__  # type: ignore[attr-defined]
+_set_ref, _set_value = Go.ref.__set__, Go.value.__set__  # type: ignore[attr-defined,misc]
 _set_relative, _set_sojourn = Go.relative_time.__set__, Go.sojourn_time.__set__  # type: ignore[attr-defined]
 
 

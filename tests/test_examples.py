@@ -7,13 +7,11 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import pytest
 import trio
 import trio.testing
 
 import sbroker
 from sbroker import Go, _demo
-from sbroker.__main__ import main as cli_main
 from sbroker.queues import QueuePolicy, QueueState, Request
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -66,12 +64,6 @@ async def test_demo_runs_and_tabulates(autojump_clock: trio.testing.MockClock) -
         assert tally.served_waits and tally.dropped > 0  # 2x overload: some served, some not
     table = _demo.format_table(tallies)
     assert "served" in table and "p99" in table and len(table.splitlines()) == 2 + len(tallies)
-
-
-def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        cli_main(["demo", "--load", "0"])
-    assert "--load" in capsys.readouterr().err
 
 
 def test_custom_meter_logs_relative_time() -> None:

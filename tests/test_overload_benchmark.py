@@ -79,3 +79,25 @@ def test_report_and_plot(
     path = tmp_path / "img" / "overload.png"
     overload.plot(runs, 2.0, path)
     assert path.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("targets_met", "status"), [(True, 0), (False, 1)])
+def test_exit_status_follows_the_targets_and_the_docs_plot_needs_write_docs(
+    overload: ModuleType,
+    runs: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    targets_met: bool,
+    status: int,
+) -> None:
+    plotted: list[Path] = []
+    monkeypatch.setattr(overload, "run_all", lambda *args: runs)
+    monkeypatch.setattr(overload, "check_targets", lambda runs: [(targets_met, "target")])
+    monkeypatch.setattr(overload, "plot", lambda runs, load, path: plotted.append(path))
+    argv = ["--loads", "2", "--seconds", "1", "--jobs", "1"]
+    assert overload.main(argv) == status
+    assert plotted == []  # the tracked plot is written only on request
+    assert overload.main([*argv, "--plot", str(tmp_path / "p.png")]) == status
+    assert plotted == [tmp_path / "p.png"]
+    assert overload.main([*argv, "--write-docs"]) == status
+    assert plotted[-1] == overload.DOCS_PLOT

@@ -2,6 +2,7 @@
 or feed regulators from the host's samples. See :class:`Meter` to write your own.
 """
 
+from sbroker._types import SideTargets
 from sbroker.meters._protocol import Meter, MeterHost, MeterState, Protector, Sample
 from sbroker.meters.better import BetterMeter, BetterSide
 from sbroker.meters.overload import OverloadMeter
@@ -21,6 +22,7 @@ __all__ = [
     "PieSide",
     "Protector",
     "Sample",
+    "SideTargets",
     "UnderloadMeter",
     "UpdateMeter",
 ]

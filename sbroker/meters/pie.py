@@ -58,6 +58,7 @@ from collections.abc import Iterator, Mapping
 import attrs
 
 from sbroker import _validators
+from sbroker._types import SideTargets
 from sbroker._units import to_ns
 from sbroker.meters._protocol import MeterHost, Sample
 
@@ -129,11 +130,11 @@ def _convert_side(name: str, value: object) -> PieSide:
     return PieSide(target=target, interval=interval)
 
 
-def _ask_side(value: Mapping[str, float]) -> PieSide:
+def _ask_side(value: SideTargets | PieSide) -> PieSide:
     return _convert_side("ask", value)
 
 
-def _ask_r_side(value: Mapping[str, float]) -> PieSide:
+def _ask_r_side(value: SideTargets | PieSide) -> PieSide:
     return _convert_side("ask_r", value)
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import attrs
 
 from sbroker import _validators
+from sbroker._types import AdaptiveOut, DropEnd
 from sbroker._units import optional_ns, to_ns
 from sbroker.queues._base import (
     DequePolicy,
@@ -166,8 +167,8 @@ class AdaptiveQueue(DequePolicy):
     timeout: float | None = attrs.field(
         default=5.0, validator=_validators.duration(allow_none=True)
     )
-    out: str = out_field("fifo", "lifo", "adaptive")
-    drop: str = drop_field()
+    out: AdaptiveOut = out_field("fifo", "lifo", "adaptive")
+    drop: DropEnd = drop_field()
     min_len: int = min_len_field()
     max_len: int | None = max_len_field()
 

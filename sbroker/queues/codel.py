@@ -75,6 +75,7 @@ from math import sqrt
 import attrs
 
 from sbroker import _validators
+from sbroker._types import DropEnd, Out
 from sbroker._units import to_ns
 from sbroker.queues._base import (
     DequePolicy,
@@ -391,8 +392,8 @@ class CodelQueue(DequePolicy):
 
     target: float = attrs.field(default=0.1, validator=_validators.duration())
     interval: float = attrs.field(default=1.0, validator=_validators.duration(positive=True))
-    out: str = out_field("fifo", "lifo")
-    drop: str = drop_field()
+    out: Out = out_field("fifo", "lifo")
+    drop: DropEnd = drop_field()
     min_len: int = min_len_field()
     max_len: int | None = max_len_field()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import attrs
 
+from sbroker._types import DropEnd, Out
 from sbroker.queues._base import (
     DequePolicy,
     DequeState,
@@ -42,8 +43,8 @@ class DropQueue(DequePolicy):
         max_len: ``None`` (unbounded) or the most requests held.
     """
 
-    out: str = out_field("fifo", "lifo")
-    drop: str = drop_field()
+    out: Out = out_field("fifo", "lifo")
+    drop: DropEnd = drop_field()
     max_len: int | None = max_len_field()
 
     _state_class = _DropState

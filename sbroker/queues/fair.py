@@ -64,7 +64,7 @@ _arrival_order = operator.attrgetter("send_time", "seq")
 
 def _check_template(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, FairQueue):
-        raise TypeError(f"{attribute.name} must not be a FairQueue (F1), got {value!r}")
+        raise TypeError(f"{attribute.name} must not be a FairQueue, got {value!r}")
     if isinstance(value, type) or not isinstance(value, QueuePolicy):
         raise TypeError(
             f"{attribute.name} must be a queue policy instance such as TimeoutQueue() "

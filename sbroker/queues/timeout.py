@@ -12,6 +12,7 @@ from __future__ import annotations
 import attrs
 
 from sbroker import _validators
+from sbroker._types import DropEnd, Out
 from sbroker._units import optional_ns
 from sbroker.queues._base import (
     DequePolicy,
@@ -90,8 +91,8 @@ class TimeoutQueue(DequePolicy):
     timeout: float | None = attrs.field(
         default=5.0, validator=_validators.duration(allow_none=True)
     )
-    out: str = out_field("fifo", "lifo")
-    drop: str = drop_field()
+    out: Out = out_field("fifo", "lifo")
+    drop: DropEnd = drop_field()
     min_len: int = min_len_field()
     max_len: int | None = max_len_field()
 

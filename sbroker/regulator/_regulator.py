@@ -35,6 +35,7 @@ from sbroker._pending import (
 )
 from sbroker._queue_side import QueueSide, validate_policy
 from sbroker._results import Drop, Go, NotFound, Stop
+from sbroker._statistics import RegulatorStatistics, recent_window, side_statistics
 from sbroker._time import now_ns
 from sbroker._validators import check_factory
 from sbroker.meters import Meter, Sample
@@ -93,6 +94,9 @@ class Regulator(Host):
         self._valve_wake = verdict.wake_at
         self._schedule(verdict.wake_at)
         self._empty_time = now  # M6
+        self._granted = 0  # permits granted
+        self._refused = 0  # asks answered Drop at the door (protector, nb_ask while closed)
+        self._recent = recent_window()  # how long recently granted asks waited
         self._init_meters(meter_list, now)
 
     # -- R14: reacting to the valve -------------------------------------------------
@@ -128,6 +132,8 @@ class Regulator(Host):
             ref = Permit()
             open_time, verdict = self._valve.ask(ref, getattr(request, "task", None), now)
             sent = request.send_time
+            self._granted += 1
+            self._recent.append(now - sent)
             request.answer(Go(ref, self, open_time - sent, now - sent))  # type: ignore[attr-defined]
             self._valve_wake = verdict.wake_at
             if verdict.status == "closed":
@@ -153,6 +159,7 @@ class Regulator(Host):
         self._check_open()
         protector = self._protector
         if protector is not None and not protector.admit("ask"):
+            self._refused += 1
             return None
         return self._begin()
 
@@ -162,6 +169,8 @@ class Regulator(Host):
         """R5: the valve is open; grant at once."""
         ref = Permit()
         open_time, verdict = self._valve.ask(ref, owner, now)
+        self._granted += 1
+        self._recent.append(0)  # granted at once: waited 0
         self._settle(verdict, now)
         return Go(ref, self, open_time - now, 0)
 
@@ -204,6 +213,7 @@ class Regulator(Host):
         if self._open:
             return self._grant(now, None)
         self._settle(self._valve.timeout(now), now)  # R6
+        self._refused += 1
         return Drop(0)
 
     def async_ask(self, value: Any = None, *, tag: Hashable = None) -> Pending:
@@ -344,6 +354,21 @@ class Regulator(Host):
         if meter_list is not None:
             self._change_meters(meter_list, now)
         self._settle(verdict, now)
+
+    def statistics(self) -> RegulatorStatistics:
+        """A snapshot: permits held, waiting asks, go/drop totals, recent waits, lag."""
+        closed = self._closed
+        return RegulatorStatistics(
+            size=0 if closed else self._valve.size(),
+            ask=side_statistics(
+                0 if closed else len(self._queue.state),
+                self._granted,
+                self._queue.drops + self._refused,
+                self._recent,
+            ),
+            scheduling_lag=self._last_lag,
+            alarms=self._alarms,
+        )
 
     def config(self) -> tuple[QueuePolicy, Valve, tuple[Meter, ...]]:
         """The running configuration: ``(queue, valve, meters)``."""
