@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from sbroker._host import Host, initial_time, validate_meters
+from sbroker._host import Host, PreparedPart, validate_meters
 from sbroker._pending import (
     Pending,
     PendingRequest,
@@ -29,14 +29,13 @@ from sbroker._queue_side import QueueSide, validate_policy
 from sbroker._reply import call, serve
 from sbroker._results import Drop, Go, new_go_pair
 from sbroker._statistics import BrokerStatistics, recent_window, side_statistics
-from sbroker._time import now_ns
 from sbroker._units import NS_PER_SECOND
 from sbroker.meters import Meter, Sample
 from sbroker.queues import QueuePolicy, TimeoutQueue
 
 Result = Go | Drop
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
-_current_time = trio.current_time
+_current_clock = trio.lowlevel.current_clock
 
 
 def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[Result]]:
@@ -44,7 +43,10 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
 
     async def request(self: Broker, value: Any = None) -> Result:
         await _checkpoint_if_cancelled()
-        now = round(_current_time() * NS_PER_SECOND)  # now_ns(), inlined
+        clock = _current_clock()  # self._now(), inlined
+        if clock is not self._clock:
+            self._bind(clock)
+        now = round(clock.current_time() * NS_PER_SECOND)
         side, other = self._sides[name]
         if self._guarded and not self._admit(side, now):
             await cancel_shielded_checkpoint()
@@ -87,8 +89,8 @@ class Broker(Host):
         ask = validate_policy("ask", TimeoutQueue() if ask is None else ask)
         ask_r = validate_policy("ask_r", TimeoutQueue() if ask_r is None else ask_r)
         meter_list = validate_meters(meters)
-        now = initial_time()
-        super().__init__(now)
+        super().__init__()
+        now = self._initial_time()
         self._ask = QueueSide("ask", ask, now, self._schedule)
         self._ask_r = QueueSide("ask_r", ask_r, now, self._schedule)
         self._sides = {"ask": (self._ask, self._ask_r), "ask_r": (self._ask_r, self._ask)}
@@ -136,7 +138,7 @@ class Broker(Host):
         return to_caller
 
     def _request_nowait(self, side: QueueSide, other: QueueSide, value: Any) -> Result:
-        now = now_ns()
+        now = self._now()
         if self._guarded and not self._admit(side, now):
             return Drop(0)
         go = self._match(side, other, value, now)
@@ -149,7 +151,7 @@ class Broker(Host):
         self, side: QueueSide, other: QueueSide, value: Any, tag: Hashable, dynamic: bool
     ) -> Result | Pending:
         tag = fresh_tag(tag)
-        now = now_ns()
+        now = self._now()
         if self._guarded and not self._admit(side, now):
             return Drop(0) if dynamic else Pending.settled(tag, Drop(0))
         go = self._match(side, other, value, now)
@@ -159,11 +161,12 @@ class Broker(Host):
         request = PendingRequest(now, value, pending, self._pending)
         pending._cancel = lambda: self._cancel_request(side, request)
         side.enqueue(request, now)
+        request.register()
         return pending
 
     def _cancel_request(self, side: QueueSide, request: PendingRequest) -> bool:
         self._check_open()
-        now = now_ns()
+        now = self._now()
         self._called(now)
         self._pending.cancel(request)
         side.woke(side.state.remove(request, now))
@@ -256,11 +259,11 @@ class Broker(Host):
         are never reached.
         """
         self._check_open()
-        now = now_ns()
+        now = self._now()
         self._called(now)
         removed = 0
         for side in (self._ask, self._ask_r):
-            count, wake = side.state.handle_cancel(tag, now)
+            count, wake = self._pending.withdraw(side.state, tag, now)
             side.woke(wake)
             removed += count
         self._pending.cancel_tag(tag)
@@ -277,7 +280,7 @@ class Broker(Host):
     def _length(self, side: QueueSide) -> int:
         if self._closed:
             return 0
-        self._called(now_ns())
+        self._called(self._now())
         return len(side.state)
 
     # -- configuration -----------------------------------------------------------------
@@ -296,7 +299,9 @@ class Broker(Host):
         takes the queued requests over. Only requests the new policy's own
         rules drop at once (a shorter timeout already passed, a lower
         ``max_len``) leave, answered ``Drop``. An invalid argument raises
-        ``TypeError``/``ValueError`` naming it, and nothing is changed.
+        ``TypeError``/``ValueError`` naming it, a key function's own
+        exception propagates, and nothing is changed: every part is prepared
+        before any is applied (see "When user code raises" in the docs).
         """
         self._check_open()
         if ask is not None:
@@ -304,14 +309,16 @@ class Broker(Host):
         if ask_r is not None:
             validate_policy("ask_r", ask_r)
         meter_list = None if meters is None else validate_meters(meters)
-        now = now_ns()
+        now = self._now()
         self._called(now)
+        prepares: list[Callable[[], PreparedPart]] = []
         if ask is not None:
-            self._ask.change(ask, now)
+            prepares.append(lambda: self._ask.prepare(ask, now))
         if ask_r is not None:
-            self._ask_r.change(ask_r, now)
+            prepares.append(lambda: self._ask_r.prepare(ask_r, now))
         if meter_list is not None:
-            self._change_meters(meter_list, now)
+            prepares.append(lambda: self._prepare_meters(meter_list, now))
+        self._reconfigure(prepares)
 
     def statistics(self) -> BrokerStatistics:
         """A snapshot: waiting counts, go/drop totals, recent sojourn percentiles, lag."""
@@ -351,9 +358,8 @@ class Broker(Host):
         self._empty_time = reference
         return Sample(now, lag, 0, relative, len(self._ask.state), len(self._ask_r.state))
 
-    def _answer_all(self, now: int) -> None:
-        self._ask.answer_all(now)
-        self._ask_r.answer_all(now)
+    def _queue_sides(self) -> tuple[QueueSide, ...]:
+        return self._ask, self._ask_r
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"len={len(self._ask.state)}"

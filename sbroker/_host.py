@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import trio
 
 from sbroker._errors import BrokerClosed
-from sbroker._time import now_ns, to_trio_time
+from sbroker._queue_side import QueueSide
+from sbroker._time import to_trio_time
+from sbroker._units import NS_PER_SECOND
 from sbroker._validators import check_factory
 from sbroker.meters import Meter, MeterState, Protector, Sample
 from sbroker.meters.better import BetterMeterState
 
 logger = logging.getLogger("sbroker")
+_current_clock = trio.lowlevel.current_clock
 
 
 def validate_meters(meters: Iterable[Any]) -> tuple[Meter, ...]:
@@ -42,22 +45,133 @@ def validate_meters(meters: Iterable[Any]) -> tuple[Meter, ...]:
     return result
 
 
-def initial_time() -> int:
-    """The host's clock at creation; 0 when created outside ``trio.run``."""
+def _running_clock() -> trio.abc.Clock | None:
+    """The clock of the trio run we are in, or ``None`` outside ``trio.run``."""
     try:
-        return now_ns()
+        return _current_clock()
     except RuntimeError:
-        return 0
+        return None
+
+
+class PreparedPart(Protocol):
+    """One prepared part of a reconfiguration (a queue, the valve, the meters)."""
+
+    @property
+    def fallible(self) -> bool:
+        """Whether :meth:`commit` runs user code that may raise."""
+        ...
+
+    def commit(self) -> None:
+        """Apply the part."""
+        ...
+
+    def abandon(self) -> None:
+        """Give the part up, leaving the running configuration as it was."""
+        ...
+
+
+class _NullHost:
+    """The host given to a trial meter state: alarms and protectors go nowhere."""
+
+    __slots__ = ()
+
+    def set_alarm(self, description: str, active: bool) -> None:
+        """Ignore the alarm."""
+
+    def set_protector(self, protector: Protector | None) -> None:
+        """Ignore the protector."""
+
+
+class MeterChange:
+    """A prepared meter reconfiguration (regulation.md M2).
+
+    New-only meters were initialised with the host recording what they did to
+    it; kept meters' new parameters were tried on a trial state.
+    """
+
+    __slots__ = ("_effects", "_host", "_meters", "_now", "_started")
+    fallible = False
+
+    def __init__(
+        self,
+        host: Host,
+        meters: Sequence[Meter],
+        started: dict[type, tuple[MeterState, int | None]],
+        effects: list[Callable[[], None]],
+        now: int,
+    ) -> None:
+        self._host = host
+        self._meters = meters
+        self._started = started
+        self._effects = effects
+        self._now = now
+
+    def commit(self) -> None:
+        """Close old-only meters, install the new ones, change kept ones (M2).
+
+        Every step runs; the first exception a meter raises is re-raised after.
+        """
+        host, meters, started, now = self._host, self._meters, self._started, self._now
+        old = {type(meter): state for meter, state in host._meters}
+        new_types = {type(meter) for meter in meters}
+        errors: list[Exception] = []
+        for meter_type, state in old.items():
+            if meter_type not in new_types:
+                _attempt(state.close, None, errors)
+        for effect in self._effects:
+            effect()
+        wakes = [wake for _state, wake in started.values()]
+        for meter in meters:
+            if type(meter) not in started:
+                try:
+                    wakes.append(old[type(meter)].config_change(meter, now))
+                except Exception as exc:
+                    errors.append(exc)
+        host._meters = [
+            (m, started[type(m)][0] if type(m) in started else old[type(m)]) for m in meters
+        ]
+        host._meter_wake = _earliest(wakes, now)
+        if host._meters and host._nudge_at is None:
+            host._nudge_armed = True
+        host._update_guard()
+        host._schedule(host._meter_wake)
+        _raise_first(errors)
+
+    def abandon(self) -> None:
+        """Nothing was installed: the new meter states are simply dropped."""
+
+
+def _attempt(step: Callable[..., object], now: int | None, errors: list[Exception]) -> None:
+    """Run a step that calls user code (with ``now`` if given); collect what it raises."""
+    try:
+        if now is None:
+            step()
+        else:
+            step(now)
+    except Exception as exc:
+        errors.append(exc)
+
+
+def _raise_first(errors: list[Exception]) -> None:
+    """Re-raise the first collected exception; log the others on ``"sbroker"``."""
+    if not errors:
+        return
+    for extra in errors[1:]:
+        logger.error("also raised while closing or reconfiguring", exc_info=extra)
+    raise errors[0]
 
 
 class Host:
     """Base of :class:`~sbroker.Broker` and :class:`~sbroker.regulator.Regulator`.
 
     Subclasses implement ``_deadline()`` (their policies' earliest wake time),
-    ``_handle_timeouts(now)``, ``_sample(now, lag)`` and ``_answer_all(now)``.
+    ``_handle_timeouts(now)``, ``_sample(now, lag)`` and ``_queue_sides()``.
     """
 
-    def __init__(self, now: int) -> None:
+    def __init__(self) -> None:
+        # The clock of the trio run this host belongs to (None until first used in one).
+        self._clock = _running_clock()
+        self._staged_effects: list[Callable[[], None]] | None = None  # M2, while preparing
         self._closed = False
         self._running = False
         self._timer = math.inf  # what the sleeping task's cancel scope is set to (ns)
@@ -80,6 +194,10 @@ class Host:
 
     def set_alarm(self, description: str, active: bool) -> None:
         """Record an alarm set or cleared by a meter (regulation.md M8)."""
+        staged = self._staged_effects
+        if staged is not None:
+            staged.append(lambda: self.set_alarm(description, active))
+            return
         if active:
             self._alarms = self._alarms | {description}
         else:
@@ -87,6 +205,10 @@ class Host:
 
     def set_protector(self, protector: Protector | None) -> None:
         """Install or remove the admission gate of a PIE meter (P11, P13)."""
+        staged = self._staged_effects
+        if staged is not None:
+            staged.append(lambda: self.set_protector(protector))
+            return
         self._protector = None if self._closed else protector
         self._update_guard()
 
@@ -106,6 +228,33 @@ class Host:
         if side not in ("ask", "ask_r"):
             raise ValueError(f"side must be 'ask' or 'ask_r', got {side!r}")
         return None
+
+    # -- time: the clock of the run the host belongs to -------------------------
+
+    def _initial_time(self) -> int:
+        """The host's clock now; 0 when it is not bound to a run yet."""
+        clock = self._clock
+        return 0 if clock is None else round(clock.current_time() * NS_PER_SECOND)
+
+    def _now(self) -> int:
+        """The current time (ns) of the host's trio run; binds an unbound host to this run.
+
+        Raises ``RuntimeError`` outside ``trio.run`` or in another run than the
+        host's: times from two clocks cannot be compared.
+        """
+        clock = _current_clock()
+        if clock is not self._clock:
+            self._bind(clock)
+        return round(clock.current_time() * NS_PER_SECOND)
+
+    def _bind(self, clock: trio.abc.Clock) -> None:
+        """Belong to the run whose clock is ``clock``, unless bound to another one."""
+        if self._clock is not None:
+            raise RuntimeError(
+                f"{type(self).__name__} belongs to another trio run: a broker or "
+                "regulator is used only in the trio.run it was created or first used in"
+            )
+        self._clock = clock
 
     # -- the timer -------------------------------------------------------------
 
@@ -138,9 +287,6 @@ class Host:
     def _sample(self, now: int, lag: int) -> Sample:
         raise NotImplementedError
 
-    def _answer_all(self, now: int) -> None:
-        raise NotImplementedError
-
     def _next_wake(self) -> int | None:
         wakes = [w for w in (self._deadline(), self._meter_wake, self._nudge_at) if w is not None]
         return min(wakes) if wakes else None
@@ -153,6 +299,7 @@ class Host:
         """
         if self._running:
             raise RuntimeError(f"{type(self).__name__}.run() is already running")
+        self._now()  # bind to this run, or refuse another run's host
         self._running = True
         try:
             with trio.CancelScope() as self._run_scope:
@@ -164,7 +311,17 @@ class Host:
         finally:
             self._running = False
             self._run_scope = None
+            self._close_logging()
+
+    def _close_logging(self) -> None:
+        """Close on the background task's way out: a user exception is logged, not raised.
+
+        Raising it here would turn the task's cancellation into a crash of its nursery.
+        """
+        try:
             self.close()
+        except Exception:
+            logger.exception("user code raised while %r was closing", self)
 
     async def _loop(self) -> None:
         while True:
@@ -174,7 +331,7 @@ class Host:
                 self._timer_scope = scope
                 await trio.sleep_forever()
             self._timer_scope = None
-            now = now_ns()
+            now = self._now()
             due = self._next_wake()
             if due is None or due > now:
                 continue  # woken for a deadline that has since moved later
@@ -204,47 +361,84 @@ class Host:
         self._nudge_armed = bool(self._meters)  # a new host counts as just after a pass
         self._update_guard()
 
-    def _change_meters(self, meters: Sequence[Meter], now: int) -> None:
-        """M2: close old-only meters, init new-only ones, config_change kept ones."""
-        old = {type(meter): state for meter, state in self._meters}
-        kept = {type(meter) for meter in meters} & old.keys()
-        for meter_type, state in old.items():
-            if meter_type not in kept:
-                state.close()
-        started = {type(m): m.init(self, now) for m in meters if type(m) not in kept}
-        wakes = [wake for _state, wake in started.values()]
-        wakes += [old[type(m)].config_change(m, now) for m in meters if type(m) in kept]
-        self._meters = [
-            (m, old[type(m)] if type(m) in kept else started[type(m)][0]) for m in meters
-        ]
-        self._meter_wake = _earliest(wakes, now)
-        if self._meters and self._nudge_at is None:
-            self._nudge_armed = True
-        self._update_guard()
-        self._schedule(self._meter_wake)
+    def _prepare_meters(self, meters: Sequence[Meter], now: int) -> MeterChange:
+        """M2, prepared: init new-only meters, recording what they do to the host.
 
-    def _close_meters(self) -> None:
-        for _meter, state in self._meters:
-            state.close()
-        self._meters = []
-        self._meter_wake = None
-        self._protector = None
-        self._update_guard()
+        Kept meters' new parameters are tried on a trial state first, so that a
+        configuration a meter cannot take fails here. Nothing is installed or
+        closed yet; an exception leaves the running meters as they were.
+        """
+        kept = {type(meter) for meter, _state in self._meters}
+        effects: list[Callable[[], None]] = []
+        started: dict[type, tuple[MeterState, int | None]] = {}
+        self._staged_effects = effects
+        try:
+            for meter in meters:
+                if type(meter) in kept:
+                    meter.init(_NullHost(), now)
+                else:
+                    started[type(meter)] = meter.init(self, now)
+        finally:
+            self._staged_effects = None
+        return MeterChange(self, meters, started, effects, now)
+
+    def _reconfigure(self, prepares: Iterable[Callable[[], PreparedPart]]) -> None:
+        """Prepare every part, then commit them all (ARCHITECTURE.md point 3).
+
+        If a preparation raises, the parts prepared so far are abandoned and
+        the exception propagates: nothing has changed. Parts whose commit runs
+        user code commit first, so that such a failure stops the change
+        before any other part is applied.
+        """
+        parts: list[PreparedPart] = []
+        try:
+            for prepare in prepares:
+                parts.append(prepare())
+        except BaseException:
+            for part in reversed(parts):
+                part.abandon()
+            raise
+        parts.sort(key=lambda part: not part.fallible)
+        for index, part in enumerate(parts):
+            try:
+                part.commit()
+            except BaseException:
+                if part.fallible:
+                    for rest in parts[index + 1 :]:
+                        rest.abandon()
+                raise
+
+    def _queue_sides(self) -> tuple[QueueSide, ...]:
+        raise NotImplementedError
 
     def close(self) -> None:
         """Close the host: answer every queued request ``Drop``; idempotent.
 
         Afterwards ``len()`` is 0 and every other call raises
         :class:`~sbroker.BrokerClosed`. The background task returns.
+        If a custom policy's ``terminate`` or a meter's ``close`` raises, the
+        host still answers every request (draining the policy with
+        ``handle_out``), closes every other meter and stops the background
+        task; then the first such exception is re-raised (later ones are
+        logged on the ``"sbroker"`` logger).
         """
         if self._closed:
             return
         self._closed = True
         self._update_guard()
-        self._answer_all(initial_time())
-        self._close_meters()
+        errors: list[Exception] = []
+        now = self._initial_time()
+        for side in self._queue_sides():
+            _attempt(side.answer_all, now, errors)
+        for _meter, state in self._meters:
+            _attempt(state.close, None, errors)
+        self._meters = []
+        self._meter_wake = None
+        self._protector = None
+        self._update_guard()
         if self._run_scope is not None:
             self._run_scope.cancel()
+        _raise_first(errors)
 
 
 def _earliest(wakes: Iterable[int | None], now: int) -> int | None:

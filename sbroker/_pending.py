@@ -19,7 +19,7 @@ import trio
 
 from sbroker._errors import RequestCancelled
 from sbroker._results import Drop, Go
-from sbroker.queues import Request
+from sbroker.queues import QueueState, Request
 from sbroker.queues._protocol import next_sequence
 
 Result = Go | Drop
@@ -170,7 +170,11 @@ class Pending:
 
 
 class PendingRequest(Request):
-    """A queued request answered by settling a :class:`Pending`."""
+    """A queued request answered by settling a :class:`Pending`.
+
+    The host hands it to its policy, then calls :meth:`register`: a policy
+    that raises (a FairQueue key function) leaves nothing in the registry.
+    """
 
     __slots__ = ("pending", "registry")
 
@@ -178,7 +182,11 @@ class PendingRequest(Request):
         super().__init__(send_time, value, pending.tag)
         self.pending = pending
         self.registry = registry
-        registry.add(self)
+
+    def register(self) -> None:
+        """Index the request by its tag, now that its policy took it (unless it answered it)."""
+        if self.pending.result is None:
+            self.registry.add(self)
 
     def answer(self, result: Result) -> None:
         """Settle the pending with ``result``."""
@@ -190,25 +198,47 @@ class TagRegistry:
     """The queued asynchronous requests of a host, by tag.
 
     ``cancel(tag)`` removes requests from the policies, which only report how
-    many; the registry tells the host whose pendings to mark cancelled.
+    many; the registry tells the host whose pendings to mark cancelled, and
+    gives policies that offer ``cancel_requests`` the requests to look at, so
+    cancelling a tag costs O(its requests), not O(queue length). Every
+    operation on one request is O(1): each tag maps to an insertion-ordered
+    dict of its requests.
     """
 
     __slots__ = ("_by_tag",)
 
     def __init__(self) -> None:
-        self._by_tag: dict[Hashable, list[PendingRequest]] = {}
+        self._by_tag: dict[Hashable, dict[PendingRequest, None]] = {}
 
     def add(self, request: PendingRequest) -> None:
         """Register a queued request."""
-        self._by_tag.setdefault(request.tag, []).append(request)
+        requests = self._by_tag.get(request.tag)
+        if requests is None:
+            self._by_tag[request.tag] = {request: None}
+        else:
+            requests[request] = None
 
     def discard(self, request: PendingRequest) -> None:
-        """Forget a request that was answered or removed."""
+        """Forget a request that was answered or removed (if registered)."""
         requests = self._by_tag.get(request.tag)
-        if requests is not None and request in requests:
-            requests.remove(request)
+        if requests is not None:
+            requests.pop(request, None)
             if not requests:
                 del self._by_tag[request.tag]
+
+    def withdraw(self, state: QueueState, tag: Hashable, now: int) -> tuple[int, int | None]:
+        """Remove from ``state`` every queued request tagged ``tag``: ``(count, W)``.
+
+        Uses the policy's optional ``cancel_requests(tag, requests, now)`` with
+        the registered requests, else its ``handle_cancel(tag, now)``.
+        """
+        cancel_requests = getattr(state, "cancel_requests", None)
+        if cancel_requests is None:
+            return state.handle_cancel(tag, now)
+        # A copy: drops made by the policy's check discard from the registry.
+        requests = tuple(self._by_tag.get(tag, ()))
+        count, wake = cancel_requests(tag, requests, now)
+        return count, wake
 
     def cancel(self, request: PendingRequest) -> None:
         """Forget a request its caller cancelled, and mark its pending cancelled."""

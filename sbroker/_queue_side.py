@@ -1,4 +1,10 @@
-"""One queue of a host: its policy, the policy's state and last wake time."""
+"""One queue of a host: its policy, the policy's state and last wake time.
+
+Reconfiguration is prepared, then committed (ARCHITECTURE.md point 3):
+:meth:`QueueSide.prepare` builds everything a change needs without touching
+the running state and returns a :class:`PreparedChange`; the host commits the
+changes of every part only once all of them were prepared.
+"""
 
 from __future__ import annotations
 
@@ -16,19 +22,28 @@ def validate_policy(name: str, policy: object) -> QueuePolicy:
     return policy  # type: ignore[return-value]
 
 
+def _discard(_request: Request, _now: int) -> None:
+    """The drop callback of a trial state: its drops are never answered."""
+
+
 class QueueSide:
     """One queue of a broker or regulator.
 
     ``schedule(wake)`` tells the host's timer about a new wake time.
     """
 
-    __slots__ = ("_schedule", "drops", "name", "policy", "sign", "state", "wake")
+    __slots__ = ("_schedule", "_staged_drops", "drops", "name", "policy", "sign", "state", "wake")
 
     def __init__(
-        self, name: str, policy: QueuePolicy, now: int, schedule: Callable[[int | None], None]
+        self,
+        name: str,
+        policy: QueuePolicy,
+        now: int,
+        schedule: Callable[[int | None], None],
     ) -> None:
         self.name = name
         self._schedule = schedule
+        self._staged_drops: list[Request] | None = None  # drops of a state being prepared
         self.drops = 0  # requests of this side answered Drop
         self.sign = -1 if name == "ask_r" else 1  # how its waits are signed in recent matches
         self.policy = policy
@@ -36,7 +51,15 @@ class QueueSide:
         self.state, self.wake = policy.init([], now, self.drop)
 
     def drop(self, request: Request, now: int) -> None:
-        """The policy dropped ``request``: answer it (queues.md Q4)."""
+        """The policy dropped ``request``: answer it (queues.md Q4).
+
+        While a new state is being prepared its drops are recorded instead,
+        and answered only when the change is committed.
+        """
+        staged = self._staged_drops
+        if staged is not None:
+            staged.append(request)
+            return
         self.drops += 1
         request.answer(Drop(now - request.send_time))  # type: ignore[attr-defined]
 
@@ -53,18 +76,122 @@ class QueueSide:
         """The caller of ``request`` gave up (trio cancellation)."""
         self.woke(self.state.remove(request, now_ns()))
 
-    def change(self, policy: QueuePolicy, now: int) -> None:
-        """Live reconfiguration (api.md rule 3, queues.md Q7)."""
+    def prepare(self, policy: QueuePolicy, now: int) -> PreparedChange:
+        """Prepare live reconfiguration (api.md rule 3, queues.md Q7); change nothing yet.
+
+        Another class: the new state is built from the queued requests, read
+        with the state's optional ``snapshot()``, its drops recorded. A state
+        without one (or whose ``snapshot()`` returns ``None``) is terminated
+        and, if the new policy fails, rebuilt at once by the running policy
+        from the same requests.
+        The same class: a trial state of the new policy is built from the
+        queued requests and thrown away, so that a configuration the policy
+        cannot take fails here; the running state adopts it at commit.
+        Raises whatever the new policy raises; then nothing has changed.
+        """
+        snapshot = getattr(self.state, "snapshot", None)
+        held = None if snapshot is None else snapshot()
         if type(policy) is type(self.policy):
-            wake = self.state.config_change(policy, now)
-        else:
-            requests = self.state.terminate()
-            self.state, wake = policy.init(requests, now, self.drop)
-        self.policy = policy
+            policy.init([] if held is None else held, now, _discard)
+            return PreparedChange(self, policy, now)
+        if held is not None:
+            return self._build(policy, held, now, restore=False)
+        requests = self.state.terminate()
+        try:
+            return self._build(policy, requests, now, restore=True)
+        except BaseException:
+            self._restore(requests, now)
+            raise
+
+    def _build(
+        self, policy: QueuePolicy, requests: list[Request], now: int, *, restore: bool
+    ) -> PreparedChange:
+        staged: list[Request] = []
+        self._staged_drops = staged
+        try:
+            state, wake = policy.init(requests, now, self.drop)
+        finally:
+            self._staged_drops = None
+        built = (state, wake, staged)
+        return PreparedChange(self, policy, now, built, requests if restore else None)
+
+    def _restore(self, requests: list[Request], now: int) -> None:
+        """Rebuild the running policy's state from the requests a terminate handed over.
+
+        Requests the running policy's own rules drop at once are answered ``Drop``.
+        """
+        self.state, wake = self.policy.init(requests, now, self.drop)
         self.woke(wake)
 
     def answer_all(self, now: int) -> None:
-        """Answer every queued request ``Drop`` (closing)."""
-        for request in self.state.terminate():
-            self.drop(request, now)
+        """Answer every queued request ``Drop`` (closing), whatever the policy raises.
+
+        If ``terminate`` raises, the state is drained with ``handle_out``
+        instead; the first exception is re-raised once every request the
+        state still hands out has been answered.
+        """
         self.wake = None
+        try:
+            requests = self.state.terminate()
+        except BaseException:
+            self._drain(now)
+            raise
+        for request in requests:
+            self.drop(request, now)
+
+    def _drain(self, now: int) -> None:
+        while True:
+            item = self.state.handle_out(now)
+            if item is None:
+                return
+            self.drop(item[0], now)
+
+
+class PreparedChange:
+    """A prepared queue reconfiguration: :meth:`commit` applies it, :meth:`abandon` drops it.
+
+    A change to a policy of another class commits without calling user code:
+    it swaps in the prepared state and answers its recorded drops. A change
+    within the class calls the state's ``config_change`` at commit.
+    """
+
+    __slots__ = ("_built", "_now", "_policy", "_restore", "_side")
+
+    def __init__(
+        self,
+        side: QueueSide,
+        policy: QueuePolicy,
+        now: int,
+        built: tuple[QueueState, int | None, list[Request]] | None = None,
+        restore: list[Request] | None = None,
+    ) -> None:
+        self._side = side
+        self._policy = policy
+        self._now = now
+        self._built = built
+        self._restore = restore
+
+    @property
+    def fallible(self) -> bool:
+        """Whether :meth:`commit` runs user code (a same-class ``config_change``)."""
+        return self._built is None
+
+    def commit(self) -> None:
+        """Apply the change."""
+        side, now = self._side, self._now
+        if self._built is None:
+            wake = side.state.config_change(self._policy, now)
+            side.policy = self._policy
+            side.woke(wake)
+            return
+        state, wake, staged = self._built
+        side.state = state
+        side.policy = self._policy
+        for request in staged:
+            side.drop(request, now)
+        side.woke(wake)
+
+    def abandon(self) -> None:
+        """Give the change up; a terminated state is rebuilt from its requests."""
+        if self._restore is not None:
+            self._side._restore(self._restore, self._now)

@@ -3,6 +3,13 @@
 Each validator names the parameter it rejects, raises ``TypeError`` for a value
 of the wrong type and ``ValueError`` for a value out of range (api.md rule 5).
 ``bool`` is never accepted where a number is expected (queues.md Q9).
+
+Every number is bounded, so no configuration can overflow a conversion or
+crash a host later: durations lie within :data:`MAX_SECONDS` (``10**9`` s,
+about 31 years) of zero and counts are at most :data:`MAX_COUNT` (``2**31``).
+``nan`` and infinities are rejected everywhere. Ints are compared exactly
+before any float conversion, so ``10**400`` is a ``ValueError``, not an
+``OverflowError``.
 """
 
 from __future__ import annotations
@@ -19,9 +26,38 @@ from sbroker._units import to_ns
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
+#: The largest duration, in seconds, any configuration accepts (about 31 years).
+MAX_SECONDS = 10**9
+#: The largest count (lengths, sizes, limits) any configuration accepts.
+MAX_COUNT = 2**31
+
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, abbreviated for ints too long to read."""
+    if isinstance(value, int) and not -(10**30) < value < 10**30:
+        return f"an int of {len(str(abs(value)))} digits"
+    return repr(value)
+
+
+def _check_seconds(name: str, value: object, *, signed: bool) -> float:
+    """A finite number of seconds, at most ``MAX_SECONDS`` (in magnitude if ``signed``)."""
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    assert isinstance(value, (int, float))
+    if isinstance(value, float) and math.isnan(value):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    if not signed and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {_shown(value)}")
+    if not -MAX_SECONDS <= value <= MAX_SECONDS:  # exact for ints; also catches inf
+        bound = "in magnitude " if signed else ""
+        raise ValueError(
+            f"{name} must be at most {MAX_SECONDS:,} seconds {bound}(10**9), got {_shown(value)}"
+        )
+    return value
 
 
 def check_duration(
@@ -29,22 +65,17 @@ def check_duration(
 ) -> None:
     """Check that ``value`` is a duration in seconds (``>= 0``, or ``> 0``).
 
-    With ``positive`` the duration must be at least one nanosecond after
-    conversion. Raises ``TypeError``/``ValueError`` naming ``name``.
+    At most ``MAX_SECONDS``. With ``positive`` the duration must be at least
+    one nanosecond after conversion. Raises ``TypeError``/``ValueError``
+    naming ``name``.
     """
     if value is None:
         if allow_none:
             return
         raise TypeError(f"{name} must be a number of seconds, not None")
-    if not _is_number(value):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    assert isinstance(value, (int, float))
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and to_ns(value) < 1:
+    seconds = _check_seconds(name, value, signed=False)
+    if positive and to_ns(seconds) < 1:
         raise ValueError(f"{name} must be at least 1 ns, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
 
 
 def duration(*, allow_none: bool = False, positive: bool = False) -> Validator:
@@ -57,20 +88,21 @@ def duration(*, allow_none: bool = False, positive: bool = False) -> Validator:
 
 
 def signed_duration() -> Validator:
-    """A duration in seconds that may be negative (e.g. a RelativeValve target)."""
+    """A duration in seconds that may be negative (e.g. a RelativeValve target).
+
+    Its magnitude is at most ``MAX_SECONDS``.
+    """
 
     def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if not _is_number(value):
-            raise TypeError(f"{attribute.name} must be a number of seconds, got {value!r}")
-        assert isinstance(value, (int, float))
-        if math.isnan(value) or math.isinf(value):
-            raise ValueError(f"{attribute.name} must be finite, got {value!r}")
+        _check_seconds(attribute.name, value, signed=True)
 
     return validate
 
 
-def check_count(name: str, value: object, *, allow_none: bool = False) -> None:
-    """Check that ``value`` is an ``int >= 0`` (not a ``bool``), or ``None`` if allowed."""
+def check_count(
+    name: str, value: object, *, allow_none: bool = False, maximum: int = MAX_COUNT
+) -> None:
+    """Check that ``value`` is an int in ``0 .. maximum`` (not a ``bool``), or allowed ``None``."""
     if value is None:
         if allow_none:
             return
@@ -78,14 +110,16 @@ def check_count(name: str, value: object, *, allow_none: bool = False) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+        raise ValueError(f"{name} must be >= 0, got {_shown(value)}")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum:,}, got {_shown(value)}")
 
 
-def count(*, allow_none: bool = False) -> Validator:
+def count(*, allow_none: bool = False, maximum: int = MAX_COUNT) -> Validator:
     """attrs validator form of :func:`check_count`."""
 
     def validate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        check_count(attribute.name, value, allow_none=allow_none)
+        check_count(attribute.name, value, allow_none=allow_none, maximum=maximum)
 
     return validate
 

@@ -440,12 +440,18 @@ class SingleQueueMachine(RuleBasedStateMachine):
         wake = self.state.handle_timeout(self.now)
         self._compare("handle_timeout", self.model.handle_timeout(self.now), wake, before)
 
-    @rule(tag=st.sampled_from(TAGS + ("w",)), wait=WAITS)
-    def handle_cancel(self, tag: str, wait: int | str | None) -> None:
+    @rule(tag=st.sampled_from(TAGS + ("w",)), wait=WAITS, known=st.booleans())
+    def handle_cancel(self, tag: str, wait: int | str | None, known: bool) -> None:
+        """P12 by ``handle_cancel``, or (``known``) by ``cancel_requests``, given
+        every request ever created: served, dropped and removed ones must be ignored."""
         self._wait(wait)
         assert self.model is not None
         before = list(self.model.queue)
-        count, wake = self.state.handle_cancel(tag, self.now)
+        if known:
+            candidates = [r for r in self.created if r.tag == tag]
+            count, wake = self.state.cancel_requests(tag, candidates, self.now)
+        else:
+            count, wake = self.state.handle_cancel(tag, self.now)
         result = self.model.handle_cancel(tag, self.now)
         cancelled = result[2]
         assert count == len(cancelled), f"P12: cancel count {count} != {len(cancelled)}"

@@ -897,11 +897,15 @@ class AdaptiveMachine(RuleBasedStateMachine):
         self.now = max(self.now, self.last_w)
         self.timeout()
 
-    @rule(tag=TAGS)
-    def cancel(self, tag: Hashable) -> None:
+    @rule(tag=TAGS, known=st.booleans())
+    def cancel(self, tag: Hashable, known: bool) -> None:
+        """A7 by ``handle_cancel``, or (``known``) by ``cancel_requests`` given every request."""
         cancelled = [r for r in self.model.queue if r.tag == tag]
         self.before()
-        count, w = self.state.handle_cancel(tag, self.now)
+        if known:
+            count, w = self.state.cancel_requests(tag, self.given, self.now)
+        else:
+            count, w = self.state.handle_cancel(tag, self.now)
         assert (count, w) == self.model.handle_cancel(tag, self.now)
         for request in cancelled:
             self.leave(request, "cancelled")

@@ -916,20 +916,24 @@ class CodelMachine(RuleBasedStateMachine):
         w = self.state.handle_timeout(self.now)
         self._settle("timeout", before, set(), None, w, model_w)
 
-    @rule(by_tag=st.booleans(), tag=TAGS, index=st.integers(0, 10_000))
-    def leave(self, by_tag: bool, tag: str, index: int) -> None:
-        """Requests leave unanswered: cancel by tag, or trio cancellation (remove)."""
+    @rule(by_tag=st.booleans(), tag=TAGS, index=st.integers(0, 10_000), known=st.booleans())
+    def leave(self, by_tag: bool, tag: str, index: int, known: bool) -> None:
+        """Requests leave unanswered: cancel by tag (``known``: through
+        ``cancel_requests`` given every request made), or trio cancellation (remove)."""
         if by_tag:
-            self._cancel(tag)
+            self._cancel(tag, known)
         elif self.given:
             self._remove(index)
 
-    def _cancel(self, tag: str) -> None:
+    def _cancel(self, tag: str, known: bool) -> None:
         before = [r for r in self.state._queue if r.tag != tag]
         cancelled = [r for r in self.state._queue if r.tag == tag]
         self.model.now = self.now
         model_n, model_w = self.model.handle_cancel(tag)
-        n, w = self.state.handle_cancel(tag, self.now)
+        if known:
+            n, w = self.state.cancel_requests(tag, self.given, self.now)
+        else:
+            n, w = self.state.handle_cancel(tag, self.now)
         assert n == model_n == len(cancelled)  # P12
         for r in cancelled:
             assert id(r) not in self.outcome

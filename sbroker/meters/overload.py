@@ -43,6 +43,10 @@ class _OverloadState(AlarmState):
 class OverloadMeter:
     """Raise the alarm ``"message_queue_slow"`` while the host's scheduling lag is high.
 
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
+
     Args:
         target: seconds of scheduling lag (``>= 0``) from which a sample is slow.
             With ``0``, a sample is also slow while any request waits (M12);

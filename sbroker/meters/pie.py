@@ -142,6 +142,10 @@ def _ask_r_side(value: SideTargets | PieSide) -> PieSide:
 class PieMeter:
     """Drop gated requests at random to keep each side's sojourn near a target.
 
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
+
     Args:
         ask: ``dict(target=..., interval=...)`` for the ask side, in seconds;
             missing keys take the defaults ``target=0.1`` (``>= 0``), the

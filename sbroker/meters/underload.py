@@ -38,6 +38,10 @@ class _UnderloadState(AlarmState):
 class UnderloadMeter:
     """Raise the alarm ``"valve_slow"`` while a regulator's valve stays open unused.
 
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
+
     Args:
         target: seconds the valve must have stood open without an ask for a
             sample to be slow. May be negative: then a sample is also slow

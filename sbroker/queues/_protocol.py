@@ -15,6 +15,11 @@ removed and handed-over requests are not answered by the policy.
 
 The policy never reads a clock, sleeps or wakes a task: that is what makes it
 exactly testable with synthetic times.
+
+Optional: a state may offer ``cancel_requests(tag, requests, now) -> (n, W)``,
+``handle_cancel`` given the host's requests under ``tag`` (a superset of the
+queued ones with that tag), so cancelling a tag costs O(len(requests)) rather
+than a scan of the queue. Hosts call it when present, else ``handle_cancel``.
 """
 
 from __future__ import annotations
@@ -35,16 +40,22 @@ class Request:
     ``tag`` (matched by ``handle_cancel``). ``seq`` is a global arrival number
     that breaks ties between equal send times (queues.md F11). Hosts subclass
     this to carry the means of answering the caller. Requests compare by
-    identity.
+    identity, and a request is handed to a policy at most once.
+
+    ``fair_key`` belongs to :class:`~sbroker.queues.FairQueue`: the key it
+    filed the request under, computed once at enqueue, so that removing the
+    request never calls the key function again. Hosts and custom policies
+    leave it alone.
     """
 
-    __slots__ = ("send_time", "seq", "tag", "value")
+    __slots__ = ("fair_key", "send_time", "seq", "tag", "value")
 
     def __init__(self, send_time: int, value: Any = None, tag: Hashable = None) -> None:
         self.send_time = send_time
         self.value = value
         self.tag = tag
         self.seq = next_sequence()
+        self.fair_key: Hashable = None
 
     def __repr__(self) -> str:
         return f"<Request value={self.value!r} send_time={self.send_time} tag={self.tag!r}>"
@@ -113,6 +124,17 @@ class QueueState(Protocol):
         """Return the remaining requests, oldest first, unanswered; the state is dead after."""
         ...
 
+    # Optional, not part of the checked protocol:
+    #
+    # def snapshot(self) -> list[Request] | None:
+    #     """The requests ``terminate`` would return, in its order, changing nothing.
+    #
+    #     ``None`` means "not available". Hosts use it to prepare a change to a
+    #     policy of another class without touching the running state; without
+    #     it they terminate the state and, if the new policy's ``init`` fails,
+    #     rebuild it with the running policy's ``init`` from the same requests.
+    #     """
+
 
 @runtime_checkable
 class QueuePolicy(Protocol):
@@ -123,6 +145,9 @@ class QueuePolicy(Protocol):
     wake time. A host reconfigures a queue by calling
     ``state.config_change(new_policy, now)`` when ``type(new_policy)`` is the
     type of the running policy, otherwise by ``new_policy.init(state.terminate(), now, on_drop)``.
+    ``init`` may also be called on a trial basis, to check that a new
+    configuration can take the queued requests before anything changes: it
+    must not act on anything but the state it creates.
     """
 
     def init(

@@ -76,21 +76,21 @@ class _AdaptiveState(DequeState):
         ``empty_at`` only moves when the queue empties, which ends the loop.
         """
         congested = now - self._empty_at >= self._interval
-        queue = self._queue
+        queue = self._entries
         min_len = self._min_len
-        if len(queue) > min_len:
+        if len(queue) - self._dead > min_len:
             limit = self._target if congested else self._timeout
             if limit is not None:
                 deadline = now - limit
                 on_drop = self._on_drop
-                while len(queue) > min_len and queue[0].send_time <= deadline:
-                    on_drop(queue.popleft(), now)
+                while len(queue) - self._dead > min_len and queue[0].send_time <= deadline:
+                    on_drop(self._popleft(), now)
         return congested
 
     def _wake(self, congested: bool) -> int | None:
         """A8 on a non-empty queue, given the congestion state of the last check."""
-        queue = self._queue
-        if len(queue) <= self._min_len:
+        queue = self._entries
+        if len(queue) - self._dead <= self._min_len:
             return None
         if congested:
             return queue[0].send_time + self._target
@@ -102,14 +102,14 @@ class _AdaptiveState(DequeState):
 
     def _check(self, now: int) -> int | None:
         congested = self._expire(now)
-        if not self._queue:
+        if not self._entries:
             self._empty_at = now  # A2: found or left empty
             return None
         return self._wake(congested)
 
     def handle_in(self, request: Request, now: int) -> int | None:
         """A5: an arrival at an empty queue restarts ``empty_at``; then Q11 and A4."""
-        if not self._queue:
+        if not self._entries:
             self._empty_at = now
         self._admit(request, now)
         return self._check(now)
@@ -117,14 +117,14 @@ class _AdaptiveState(DequeState):
     def handle_out(self, now: int) -> tuple[Request, int | None] | None:
         """A6: check, then serve the head, or the tail (lifo; adaptive when congested)."""
         congested = self._expire(now)
-        queue = self._queue
+        queue = self._entries
         if not queue:
             self._empty_at = now
             return None
         if self._lifo or (self._adaptive and congested):
-            request = queue.pop()
+            request = self._pop()
         else:
-            request = queue.popleft()
+            request = self._popleft()
         if not queue:
             self._empty_at = now
             return request, None
@@ -142,6 +142,10 @@ def _check_timeout(policy: AdaptiveQueue) -> None:
 @attrs.frozen
 class AdaptiveQueue(DequePolicy):
     """A queue that caps waiting at ``timeout``, tightened to ``target`` under congestion.
+
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
 
     The queue is congested once it has stayed non-empty for ``interval``.
     While congested, a request that has waited ``target`` is dropped; otherwise

@@ -166,7 +166,7 @@ class _CodelState(DequeState):
 
     def _wake(self) -> int | None:
         """C4: the wake time after an operation."""
-        return self._check_at if len(self._queue) > self._min_len else None
+        return self._check_at if len(self._entries) - self._dead > self._min_len else None
 
     # -- the check (C5) -----------------------------------------------------
 
@@ -180,19 +180,19 @@ class _CodelState(DequeState):
         return self._trim_and_check(now)
 
     def _check(self, now: int) -> int | None:
-        queue = self._queue
+        queue = self._entries
         min_len = self._min_len
-        if len(queue) <= min_len:
+        if len(queue) - self._dead <= min_len:
             return None
         if self._check_at <= now:
             self._evaluate(now, min_len)
-            if len(queue) <= min_len:
+            if len(queue) - self._dead <= min_len:
                 return None
         return self._check_at
 
     def _evaluate(self, now: int, floor: int) -> None:
         """Judge the head; drop while due (C5). Precondition: ``len > floor``."""
-        queue = self._queue
+        queue = self._entries
         target = self._target
         head = queue[0]
         deadline = head.send_time + target
@@ -203,7 +203,7 @@ class _CodelState(DequeState):
         if mode is _OK:
             self._go_slow(now)
             return
-        queue.popleft()
+        self._popleft()
         self._on_drop(head, now)
         if mode is _SLOW:
             self._start_drops(now)
@@ -211,13 +211,13 @@ class _CodelState(DequeState):
         self._advance()
         # Catch up with a schedule that fell behind (a late timer).
         on_drop = self._on_drop
-        while len(queue) > floor and self._drop_next <= now:
+        while len(queue) - self._dead > floor and self._drop_next <= now:
             head = queue[0]
             deadline = head.send_time + target
             if deadline > now:
                 self._check_at = deadline  # C15: never drop a fast request
                 return
-            queue.popleft()
+            self._popleft()
             on_drop(head, now)
             self._advance()
 
@@ -227,14 +227,17 @@ class _CodelState(DequeState):
         """Serve the head (fifo, C7) or the tail (lifo, C8), dropping slow heads when due."""
         if self._lifo:
             return self._lifo_out(now)
-        queue = self._queue
+        queue = self._entries
         if not queue:
             if self._mode is not _OK:
                 self._reset(now)
             return None
-        request = queue.popleft()
+        request = queue.popleft()  # _popleft inlined
+        self._members.discard(request)
+        if self._dead:
+            self._discard_dead_ends()
         min_len = self._min_len
-        left = len(queue)
+        left = len(queue) - self._dead
         if left < min_len:
             self._mode = _OK  # the queue is now short
             self._check_at = now
@@ -261,7 +264,7 @@ class _CodelState(DequeState):
         In DROPPING the drop's ``count`` increment is deferred until the next
         request proves slow as well (N6).
         """
-        queue = self._queue
+        queue = self._entries
         on_drop = self._on_drop
         min_len = self._min_len
         target = self._target
@@ -272,8 +275,8 @@ class _CodelState(DequeState):
             if not queue:
                 self._reset(now)
                 return None
-            before = len(queue)
-            request = queue.popleft()
+            before = len(queue) - self._dead
+            request = self._popleft()
             if before == min_len:
                 self._reset(now)  # serving it leaves fewer than min_len
                 return request, None
@@ -291,13 +294,13 @@ class _CodelState(DequeState):
 
     def _lifo_out(self, now: int) -> tuple[Request, int | None] | None:
         """C8: serve the newest request; judge and drop from the head."""
-        queue = self._queue
+        queue = self._entries
         if not queue:
             if self._mode is not _OK:
                 self._reset(now)
             return None
-        request = queue.pop()
-        left = len(queue)
+        request = self._pop()
+        left = len(queue) - self._dead
         min_len = self._min_len
         if left < min_len:
             self._reset(now)
@@ -312,7 +315,7 @@ class _CodelState(DequeState):
             return self._last(request, now)
         # The request being served still counts towards min_len (C9).
         self._evaluate(now, min_len - 1 if min_len else 0)
-        left = len(queue)
+        left = len(queue) - self._dead
         if left == 0 and min_len == 0:
             return self._last(request, now)
         if left < min_len:
@@ -362,7 +365,7 @@ class _CodelState(DequeState):
 
     def __repr__(self) -> str:
         return (
-            f"<{type(self).__name__} len={len(self._queue)} mode={self._mode.name}"
+            f"<{type(self).__name__} len={len(self)} mode={self._mode.name}"
             f" count={self._count} drop_next={self._drop_next} check_at={self._check_at}>"
         )
 
@@ -370,6 +373,10 @@ class _CodelState(DequeState):
 @attrs.frozen
 class CodelQueue(DequePolicy):
     """A queue managed by CoDel: drops requests once the queue stays slow.
+
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
 
     A request is slow once it has waited ``target`` seconds. When requests
     keep being slow for ``interval`` seconds, the head is dropped, then

@@ -26,15 +26,23 @@ class _DropState(DequeState):
         return None  # D2
 
     def handle_out(self, now: int) -> tuple[Request, None] | None:
-        queue = self._queue
+        queue = self._entries
         if not queue:
             return None
-        return (queue.pop() if self._lifo else queue.popleft()), None  # D3
+        request = queue.pop() if self._lifo else queue.popleft()  # D3; _pop/_popleft inlined
+        self._members.discard(request)
+        if self._dead:
+            self._discard_dead_ends()
+        return request, None
 
 
 @attrs.frozen
 class DropQueue(DequePolicy):
     """A queue that never times out; it drops only at ``max_len``.
+
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
 
     Args:
         out: ``"fifo"`` serves the oldest request, ``"lifo"`` the newest.

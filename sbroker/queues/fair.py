@@ -26,6 +26,12 @@ sub-queue whose recorded ``W`` has been reached is *due*: it is given a
 ``handle_timeout`` as part of whatever operation comes next (F7), so one host
 timer serves all sub-queues.
 
+Keys. A request's key is computed once, when it arrives (or when a new key
+function re-sorts the queue), and remembered on the request
+(``request.fair_key``): removing a cancelled request looks it up there, so no
+user code runs while trio aborts a task, and a value mutated while it waits
+is still found in the sub-queue it was filed in.
+
 Cost. The host calls ``handle_in`` and ``handle_out`` for every request, so
 they must not scan all sub-queues. Recorded wake times sit in a heap of
 ``(W, counter, key)`` entries invalidated lazily: ``_wake_entry[key]`` names
@@ -35,8 +41,13 @@ due sub-queues and the minimum ``W`` is therefore O(log n) amortised when
 little is due; parked removal times use a second heap of the same shape. The
 total length is kept as a running count, adjusted around every sub-queue call
 by the difference of that sub-queue's length, so drops made inside a
-sub-queue are counted without the fair layer seeing them. ``handle_cancel``
-and ``send_time`` do visit every active sub-queue.
+sub-queue are counted without the fair layer seeing them. ``send_time`` uses
+a third heap, of ``(oldest send time, counter, key)``: an entry may be older
+than its key's head (the head only ever gets younger), so the top is checked
+against its sub-queue and, if stale, replaced by the current value; the top
+is the answer once it is exact. ``remove`` and ``cancel_requests`` touch only
+the sub-queues of the requests concerned; ``handle_cancel(tag)``, which is
+given no requests, visits every active sub-queue.
 """
 
 from __future__ import annotations
@@ -45,7 +56,7 @@ import heapq
 import itertools
 import operator
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -102,6 +113,8 @@ class _FairState:
 
     __slots__ = (
         "_active",
+        "_age_heap",
+        "_aged",
         "_counter",
         "_key_of",
         "_len",
@@ -135,23 +148,53 @@ class _FairState:
         # not None; each has exactly one live (W, counter, key) in _wake_heap.
         self._wake_entry: dict[Hashable, tuple[int, int]] = {}
         self._wake_heap: list[tuple[int, int, Hashable]] = []
+        # Oldest send times (F9): one (send time, counter, key) per key in _aged,
+        # at most the send time of that key's head while it is active; every
+        # active key with requests is in _aged.
+        self._aged: set[Hashable] = set()
+        self._age_heap: list[tuple[int, int, Hashable]] = []
         self._len = 0
 
-    def _build(self, policy: FairQueue, requests: Sequence[Request], now: int) -> int | None:
-        """F10: take over ``requests`` under ``policy``; return ``W``."""
-        key_of = _key_function(policy.key, policy.buckets)
+    def _build(
+        self,
+        policy: FairQueue,
+        requests: Sequence[Request],
+        now: int,
+        keys: Sequence[Hashable] | None = None,
+    ) -> int | None:
+        """F10: take over ``requests`` under ``policy``; return ``W``.
+
+        ``keys`` are the requests' keys if known, else the key function computes them.
+        """
+        if keys is None:  # all keys first: a failing key function changes nothing
+            key_of = _key_function(policy.key, policy.buckets)
+            keys = [key_of(request.value) for request in requests]
         groups: dict[Hashable, list[Request]] = {}
-        for request in requests:  # all keys first: a failing key function changes nothing
-            groups.setdefault(key_of(request.value), []).append(request)
+        for request, key in zip(requests, keys, strict=True):
+            request.fair_key = key
+            groups.setdefault(key, []).append(request)
         self._reset(policy)
         template = self._template
         for key, group in groups.items():  # in order of each key's oldest request
             sub, wake = template.init(group, now, self._on_drop)
-            self._active[key] = sub
-            self._robin.append(key)
+            self._activate(key, sub)
             self._len += len(sub)
             self._record(key, wake)
         return self._wake()
+
+    def _activate(self, key: Hashable, sub: QueueState) -> None:
+        """Make ``sub`` the active sub-queue of ``key``, last in the robin."""
+        self._active[key] = sub
+        self._robin.append(key)
+        if key not in self._aged:
+            self._age(key, sub)
+
+    def _age(self, key: Hashable, sub: QueueState) -> None:
+        """Give the active ``key`` an entry in the age heap, unless ``sub`` is empty."""
+        send_time = sub.send_time()
+        if send_time is not None:
+            self._aged.add(key)
+            heapq.heappush(self._age_heap, (send_time, next(self._counter), key))
 
     # Recorded wake times (F7, F9) ------------------------------------------
 
@@ -184,8 +227,8 @@ class _FairState:
             heapq.heappop(heap)
         return None
 
-    def _run_due(self, now: int, skip: Hashable = _NO_KEY) -> None:
-        """F7: ``handle_timeout`` every due sub-queue except ``skip``, once each."""
+    def _run_due(self, now: int, skip: Collection[Hashable] = ()) -> None:
+        """F7: ``handle_timeout`` every due sub-queue not in ``skip``, once each."""
         heap = self._wake_heap
         entries = self._wake_entry
         due: list[tuple[Hashable, int]] = []
@@ -197,7 +240,7 @@ class _FairState:
                 due.append((key, wake))
         active = self._active
         for key, wake in due:
-            if key == skip:
+            if key in skip:
                 self._record(key, wake)  # put its entry back
                 continue
             sub = active[key]
@@ -210,7 +253,7 @@ class _FairState:
         """End an operation: run the due sub-queues but ``skip`` (F7), prune (F6), ``W`` (F9)."""
         heap = self._wake_heap
         if heap and heap[0][0] <= now:
-            self._run_due(now, skip)
+            self._run_due(now, () if skip is _NO_KEY else (skip,))
         heap = self._park_heap
         if heap and heap[0][0] <= now:
             self._prune(now)
@@ -244,13 +287,18 @@ class _FairState:
     # The queue-state protocol ---------------------------------------------
 
     def handle_in(self, request: Request, now: int) -> int | None:
-        """F4: enqueue into the request's sub-queue, reviving or creating it."""
-        key = self._key_of(request.value)
+        """F4: enqueue into the request's sub-queue, reviving or creating it.
+
+        The key is computed here, once, and remembered on the request.
+        """
+        request.fair_key = key = self._key_of(request.value)
         sub = self._active.get(key)
         if sub is not None:  # 1. active
             before = len(sub)
             wake = sub.handle_in(request, now)
             self._len += len(sub) - before
+            if key not in self._aged:  # it was empty
+                self._age(key, sub)
         else:
             parked = self._parked.pop(key, None)  # its heap entry goes stale
             if parked is not None:  # 2. parked: revive
@@ -261,8 +309,7 @@ class _FairState:
             else:  # 3. new
                 sub, wake = self._template.init([request], now, self._on_drop)
                 self._len += len(sub)
-            self._active[key] = sub
-            self._robin.append(key)
+            self._activate(key, sub)
         self._record(key, wake)
         return self._finish(now, key)
 
@@ -312,13 +359,46 @@ class _FairState:
         self._prune(now)
         return removed, self._wake()
 
+    def cancel_requests(
+        self, tag: Hashable, requests: Iterable[Request], now: int
+    ) -> tuple[int, int | None]:
+        """F8 for hosts that know the requests under ``tag``: only their sub-queues are visited.
+
+        ``requests`` must include every queued request tagged ``tag``. Each
+        concerned sub-queue cancels its share (in O(share) when it offers
+        ``cancel_requests`` itself), then the other due sub-queues run.
+        """
+        active = self._active
+        groups: dict[Hashable, list[Request]] = {}
+        for request in requests:
+            key = getattr(request, "fair_key", _NO_KEY)
+            if key in active:
+                groups.setdefault(key, []).append(request)
+        removed = 0
+        for key, group in groups.items():
+            sub = active[key]
+            before = len(sub)
+            cancel = getattr(sub, "cancel_requests", None)
+            if cancel is None:
+                count, wake = sub.handle_cancel(tag, now)
+            else:
+                count, wake = cancel(tag, group, now)
+            self._len += len(sub) - before
+            removed += count
+            self._record(key, wake)
+        heap = self._wake_heap
+        if heap and heap[0][0] <= now:
+            self._run_due(now, groups)
+        self._prune(now)
+        return removed, self._wake()
+
     def remove(self, request: Request, now: int) -> int | None:
         """F8: remove ``request`` from its key's sub-queue; run the other due ones.
 
-        The sub-queue is found by recomputing the key, so the key function must
-        give the same answer for a value every time it is called.
+        The sub-queue is the one the request was filed in (its remembered
+        key): the key function is not called again.
         """
-        key = self._key_of(request.value)
+        key = getattr(request, "fair_key", _NO_KEY)
         sub = self._active.get(key)
         if sub is None:  # not queued (a parked sub-queue is empty)
             return self._finish(now)
@@ -343,10 +423,11 @@ class _FairState:
         old = self._policy
         if policy.key is not old.key or policy.buckets != old.buckets:
             requests = self.terminate()
+            keys = [request.fair_key for request in requests]
             try:
                 return self._build(policy, requests, now)
             except BaseException:
-                self._build(old, requests, now)  # keep the requests under the old keys
+                self._build(old, requests, now, keys)  # keep the requests under the old keys
                 raise
         template = policy.queue
         same_class = type(template) is type(old.queue)
@@ -372,8 +453,7 @@ class _FairState:
         for key, (sub, _, _) in parked.items():
             before = len(sub)
             new_sub, wake = adopt(sub)
-            active[key] = new_sub
-            self._robin.append(key)
+            self._activate(key, new_sub)
             self._len += len(new_sub) - before
             self._record(key, wake)
         return self._wake()
@@ -383,9 +463,25 @@ class _FairState:
         return self._len
 
     def send_time(self) -> int | None:
-        """F9: the oldest send time over all sub-queues, or ``None``."""
-        times = [t for t in (sub.send_time() for sub in self._active.values()) if t is not None]
-        return min(times, default=None)
+        """F9: the oldest send time over all sub-queues, or ``None``: O(log n) amortised.
+
+        Only the bookkeeping of the age heap changes (stale tops are refreshed).
+        """
+        heap = self._age_heap
+        aged = self._aged
+        active = self._active
+        while heap:
+            send_time, _, key = heap[0]
+            sub = active.get(key)
+            current = None if sub is None else sub.send_time()
+            if current == send_time:
+                return send_time
+            if current is None:
+                heapq.heappop(heap)
+                aged.discard(key)
+            else:  # the head left: its key's entry moves to the new head's time
+                heapq.heapreplace(heap, (current, next(self._counter), key))
+        return None
 
     def terminate(self) -> list[Request]:
         """F11: every request, by send time, ties in arrival order; the state is emptied."""
@@ -395,6 +491,19 @@ class _FairState:
         for sub, _, _ in self._parked.values():
             requests.extend(sub.terminate())
         self._reset(self._policy)
+        requests.sort(key=_arrival_order)
+        return requests
+
+    def snapshot(self) -> list[Request] | None:
+        """``terminate``'s order (F11) without changes; ``None`` if a sub-queue has no snapshot."""
+        requests: list[Request] = []
+        subs = itertools.chain(self._active.values(), (sub for sub, _, _ in self._parked.values()))
+        for sub in subs:
+            sub_snapshot = getattr(sub, "snapshot", None)
+            held = None if sub_snapshot is None else sub_snapshot()
+            if held is None:
+                return None
+            requests.extend(held)
         requests.sort(key=_arrival_order)
         return requests
 

@@ -35,32 +35,33 @@ class _TimeoutState(DequeState):
     def _check(self, now: int) -> int | None:
         """T3, then T7: drop expired heads above ``min_len``; wake at the head's expiry."""
         timeout = self._timeout
-        queue = self._queue
+        queue = self._entries
         min_len = self._min_len
-        if timeout is None or len(queue) <= min_len:
+        if timeout is None or len(queue) - self._dead <= min_len:
             return None
         deadline = now - timeout
         while queue[0].send_time <= deadline:
-            self._on_drop(queue.popleft(), now)
-            if len(queue) <= min_len:
+            self._on_drop(self._popleft(), now)
+            if len(queue) - self._dead <= min_len:
                 return None
         return queue[0].send_time + timeout
 
     def handle_in(self, request: Request, now: int) -> int | None:
         # Q11 then T3/T7, answering the common case (a fresh head) without the check loop.
-        queue = self._queue
+        queue = self._entries
         if self._max_len is None:
+            self._members.add(request)
             queue.append(request)
         else:
             self._admit(request, now)
         timeout = self._timeout
-        if timeout is None or len(queue) <= self._min_len:
+        if timeout is None or len(queue) - self._dead <= self._min_len:
             return None
         expiry = queue[0].send_time + timeout
         return expiry if expiry > now else self._check(now)
 
     def handle_out(self, now: int) -> tuple[Request, int | None] | None:
-        queue = self._queue
+        queue = self._entries
         if not queue:
             return None
         timeout = self._timeout
@@ -68,8 +69,11 @@ class _TimeoutState(DequeState):
             self._check(now)  # T5: expire first, then serve
             if not queue:
                 return None
-        request = queue.pop() if self._lifo else queue.popleft()
-        if timeout is None or len(queue) <= self._min_len:
+        request = queue.pop() if self._lifo else queue.popleft()  # _pop/_popleft inlined
+        self._members.discard(request)
+        if self._dead:
+            self._discard_dead_ends()
+        if timeout is None or len(queue) - self._dead <= self._min_len:
             return request, None
         return request, queue[0].send_time + timeout
 
@@ -77,6 +81,10 @@ class _TimeoutState(DequeState):
 @attrs.frozen
 class TimeoutQueue(DequePolicy):
     """A queue that drops requests once they have waited ``timeout`` seconds.
+
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
 
     Args:
         timeout: seconds a request may wait (``None``: forever). Reaching the

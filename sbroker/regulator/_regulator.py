@@ -16,14 +16,14 @@ holds after every call: while the valve is open, no ask waits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Hashable, Iterable
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
 from sbroker._errors import Dropped
-from sbroker._host import Host, initial_time, validate_meters
+from sbroker._host import Host, PreparedPart, validate_meters
 from sbroker._pending import (
     Pending,
     PendingRequest,
@@ -83,8 +83,8 @@ class Regulator(Host):
         queue = validate_policy("queue", TimeoutQueue() if queue is None else queue)
         valve = validate_valve(OpenValve() if valve is None else valve)
         meter_list = validate_meters(meters)
-        now = initial_time()
-        super().__init__(now)
+        super().__init__()
+        now = self._initial_time()
         self._queue = QueueSide("ask", queue, now, self._schedule)
         self._pending = TagRegistry()
         self._valve_config = valve
@@ -150,7 +150,7 @@ class Regulator(Host):
     def _begin(self) -> int:
         """Start a call: closed check, nudge (M3), overdue work (R4); return ``now``."""
         self._check_open()
-        now = now_ns()
+        now = self._now()
         self._catch_up(now)
         return now
 
@@ -238,10 +238,19 @@ class Regulator(Host):
         request = PendingRequest(now, value, pending, self._pending)
         pending._cancel = lambda: self._cancel_pending(request)
         self._enqueued(request, now)
+        request.register()
         return pending
 
     def _cancel_pending(self, request: PendingRequest) -> bool:
+        """``Pending.cancel``: ``True`` only if the request was still queued and is now removed.
+
+        Overdue valve and queue work runs first (R4); if it answers this very
+        request (a grant or a drop), the pending keeps that answer and the
+        cancel returns ``False``.
+        """
         self._begin()
+        if request.pending.result is not None:
+            return False
         self._pending.cancel(request)
         self._abandon(request)
         return True
@@ -298,7 +307,7 @@ class Regulator(Host):
         now = self._begin()
         count = 0
         if not self._open:
-            count, wake = self._queue.state.handle_cancel(tag, now)
+            count, wake = self._pending.withdraw(self._queue.state, tag, now)
             self._queue.woke(wake)
         self._pending.cancel_tag(tag)
         self._settle(self._valve.timeout(now), now)
@@ -308,14 +317,14 @@ class Regulator(Host):
         """Asks waiting (0 once closed)."""
         if self._closed:
             return 0
-        self._catch_up(now_ns())
+        self._catch_up(self._now())
         return len(self._queue.state)
 
     def size(self) -> int:
         """Permits held (0 once closed)."""
         if self._closed:
             return 0
-        self._catch_up(now_ns())
+        self._catch_up(self._now())
         return self._valve.size()
 
     # -- configuration ---------------------------------------------------------------------
@@ -333,7 +342,8 @@ class Regulator(Host):
         valve of the same class keeps its state, another class takes over the
         running permits, and above a new ``max_size`` the valve stays closed
         and ``continue_`` answers ``Stop``. Invalid arguments raise
-        ``TypeError``/``ValueError`` naming them, and nothing changes.
+        ``TypeError``/``ValueError`` naming them, and nothing changes: every
+        part is prepared before any is applied.
         """
         self._check_open()
         if queue is not None:
@@ -342,18 +352,17 @@ class Regulator(Host):
             validate_valve(valve)
         meter_list = None if meters is None else validate_meters(meters)
         now = self._begin()
+        prepares: list[Callable[[], PreparedPart]] = []
         if queue is not None:
-            self._queue.change(queue, now)
-        if valve is None:
-            verdict = self._valve.timeout(now)
-        elif type(valve) is type(self._valve_config):
-            verdict = self._valve.config_change(valve, now)
-        else:
-            self._valve, verdict = valve.init(self._valve.terminate(), now)
-        self._valve_config = self._valve_config if valve is None else valve
+            prepares.append(lambda: self._queue.prepare(queue, now))
+        valve_change = None if valve is None else ValveChange(self, valve, now)
+        if valve_change is not None:
+            prepares.append(valve_change.prepare)
         if meter_list is not None:
-            self._change_meters(meter_list, now)
-        self._settle(verdict, now)
+            prepares.append(lambda: self._prepare_meters(meter_list, now))
+        self._reconfigure(prepares)
+        verdict = None if valve_change is None else valve_change.verdict
+        self._settle(self._valve.timeout(now) if verdict is None else verdict, now)
 
     def statistics(self) -> RegulatorStatistics:
         """A snapshot: permits held, waiting asks, go/drop totals, recent waits, lag."""
@@ -401,8 +410,8 @@ class Regulator(Host):
             self._empty_time = reference
         return Sample(now, lag, 0, relative, len(self._queue.state), 0)
 
-    def _answer_all(self, now: int) -> None:
-        self._queue.answer_all(now)
+    def _queue_sides(self) -> tuple[QueueSide, ...]:
+        return (self._queue,)
 
     def __repr__(self) -> str:
         if self._closed:
@@ -411,6 +420,47 @@ class Regulator(Host):
             f"<Regulator {'open' if self._open else 'closed'} size={self._valve.size()} "
             f"len={len(self._queue.state)} valve={self._valve_config!r}>"
         )
+
+
+class ValveChange:
+    """A prepared valve reconfiguration (R17); its commit calls the valve's own code.
+
+    Preparing tries the new valve on a trial state, so that a configuration
+    it cannot take fails before anything changes. The commit keeps the state
+    (same class) or hands the running permits over (another class); if the
+    hand-over still fails, the running valve is rebuilt with the same permits.
+    """
+
+    __slots__ = ("_now", "_regulator", "_valve", "verdict")
+    fallible = True
+
+    def __init__(self, regulator: Regulator, valve: Valve, now: int) -> None:
+        self._regulator = regulator
+        self._valve = valve
+        self._now = now
+        self.verdict: Verdict | None = None
+
+    def prepare(self) -> ValveChange:
+        """Try the new valve on a trial state holding no permits."""
+        self._valve.init({}, self._now)
+        return self
+
+    def commit(self) -> None:
+        """Apply the new valve."""
+        regulator, valve, now = self._regulator, self._valve, self._now
+        if type(valve) is type(regulator._valve_config):
+            self.verdict = regulator._valve.config_change(valve, now)
+        else:
+            running = regulator._valve.terminate()
+            try:
+                regulator._valve, self.verdict = valve.init(running, now)
+            except BaseException:
+                regulator._valve, _verdict = regulator._valve_config.init(running, now)
+                raise
+        regulator._valve_config = valve
+
+    def abandon(self) -> None:
+        """Nothing was applied."""
 
 
 @asynccontextmanager

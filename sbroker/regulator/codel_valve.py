@@ -160,6 +160,10 @@ class _CodelState(BaseValveState["CodelValve"]):
 class CodelValve(ValveConfig):
     """A valve that opens while updates stay below ``target``, faster and faster.
 
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
+
     Args:
         target: seconds; updates (relative times) below it count as "work is
             waiting for tasks".

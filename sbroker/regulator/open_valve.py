@@ -39,6 +39,10 @@ class _OpenState(BaseValveState["OpenValve"]):
 class OpenValve(ValveConfig):
     """A valve open whenever fewer than ``max_size`` locks run.
 
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
+
     Args:
         max_size: ``None`` (no limit: always open) or the most locks that
             run at once. ``0`` keeps the valve closed.

@@ -47,6 +47,9 @@ from sbroker.regulator._valve_base import (
 )
 from sbroker.regulator._valve_protocol import CLOSED, OPEN, Verdict
 
+#: The largest ``limit``: the state holds one slot per permit.
+MAX_LIMIT = 2**20
+
 
 class _RateState(BaseValveState["RateValve"]):
     __slots__ = ("_interval", "_limit", "_overflow", "_slots")
@@ -128,16 +131,21 @@ class _RateState(BaseValveState["RateValve"]):
 class RateValve(ValveConfig):
     """A valve that lets at most ``limit`` tasks start per ``interval`` above ``min_size``.
 
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31`` (``limit``: ``2**20``); ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
+
     Args:
         limit: the most tasks running above ``min_size``, and the most
-            starting above it in any ``interval`` (``int >= 0``).
-        interval: seconds (``> 0``) of the sliding window; a new valve stays
-            closed above ``min_size`` for one interval.
+            starting above it in any ``interval`` (an int in
+            ``0 .. 2**20``: the valve keeps one slot per permit).
+        interval: seconds (``> 0``, at most ``10**9``) of the sliding window;
+            a new valve stays closed above ``min_size`` for one interval.
         min_size: the valve is always open while fewer locks run.
         max_size: ``None`` or the most locks that run at once (``>= min_size``).
     """
 
-    limit: int = attrs.field(default=100, validator=_validators.count())
+    limit: int = attrs.field(default=100, validator=_validators.count(maximum=MAX_LIMIT))
     interval: float = attrs.field(default=1.0, validator=_validators.duration(positive=True))
     min_size: int = min_size_field()
     max_size: int | None = max_size_field()

@@ -67,6 +67,10 @@ class _RelativeState(BaseValveState["RelativeValve"]):
 class RelativeValve(ValveConfig):
     """A valve that admits one more task for each update below ``target``.
 
+    Limits: every duration is at most ``10**9`` seconds and every count at
+    most ``2**31``; ``nan`` and larger values raise ``ValueError`` naming the
+    parameter.
+
     Args:
         target: seconds; an update (a relative time, converted to seconds)
             below it opens the valve for one ask. May be negative.
