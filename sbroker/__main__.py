@@ -8,6 +8,8 @@ import sys
 from sbroker import _demo
 from sbroker._arguments import positive_number
 from sbroker._version import __version__
+from sbroker.service import cli as service_cli
+from sbroker.service import console
 
 DEMO_DESCRIPTION = """\
 Offer the same burst of clients to four workers behind one broker per ask
@@ -41,12 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--load", type=positive_number, default=2.0, help="offered load / capacity (default 2)"
     )
+    serve = commands.add_parser(
+        "serve",
+        help="serve named brokers and regulators over a socket",
+        description="Serve the brokers and regulators of a TOML file (or one broker named "
+        "'default') over MessagePack-RPC, until SIGTERM or SIGINT; SIGHUP reloads the file.",
+    )
+    service_cli.add_arguments(serve)
+    console_parser = commands.add_parser(
+        "console",
+        help="an await-capable REPL on a service",
+        description="A Python REPL connected to a service, where await works at the top level, "
+        "with conn, brokers, regulators, the policy classes and stats() bound.",
+    )
+    console.add_arguments(console_parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the chosen command."""
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        raise SystemExit(service_cli.run(args))
+    if args.command == "console":
+        raise SystemExit(console.run(args))
     _demo.main(seconds=args.seconds, load=args.load)
 
 

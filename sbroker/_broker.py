@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from sbroker._host import Host, PreparedPart, validate_meters
+from sbroker._host import Host, validate_meters
 from sbroker._pending import (
     Pending,
     PendingRequest,
@@ -26,6 +26,7 @@ from sbroker._pending import (
     fresh_tag,
 )
 from sbroker._queue_side import QueueSide, validate_policy
+from sbroker._reconfiguration import PreparedPart, reconfigure
 from sbroker._reply import call, serve
 from sbroker._results import Drop, Go, new_go_pair
 from sbroker._statistics import BrokerStatistics, recent_window, side_statistics
@@ -318,7 +319,7 @@ class Broker(Host):
             prepares.append(lambda: self._ask_r.prepare(ask_r, now))
         if meter_list is not None:
             prepares.append(lambda: self._prepare_meters(meter_list, now))
-        self._reconfigure(prepares)
+        reconfigure(prepares)
 
     def statistics(self) -> BrokerStatistics:
         """A snapshot: waiting counts, go/drop totals, recent sojourn percentiles, lag."""

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from sbroker._errors import BrokerClosed
 from sbroker._queue_side import QueueSide
+from sbroker._reconfiguration import attempt, raise_first
 from sbroker._time import to_trio_time
 from sbroker._units import NS_PER_SECOND
 from sbroker._validators import check_factory
@@ -51,23 +52,6 @@ def _running_clock() -> trio.abc.Clock | None:
         return _current_clock()
     except RuntimeError:
         return None
-
-
-class PreparedPart(Protocol):
-    """One prepared part of a reconfiguration (a queue, the valve, the meters)."""
-
-    @property
-    def fallible(self) -> bool:
-        """Whether :meth:`commit` runs user code that may raise."""
-        ...
-
-    def commit(self) -> None:
-        """Apply the part."""
-        ...
-
-    def abandon(self) -> None:
-        """Give the part up, leaving the running configuration as it was."""
-        ...
 
 
 class _NullHost:
@@ -117,7 +101,7 @@ class MeterChange:
         errors: list[Exception] = []
         for meter_type, state in old.items():
             if meter_type not in new_types:
-                _attempt(state.close, None, errors)
+                attempt(state.close, None, errors)
         for effect in self._effects:
             effect()
         wakes = [wake for _state, wake in started.values()]
@@ -135,30 +119,10 @@ class MeterChange:
             host._nudge_armed = True
         host._update_guard()
         host._schedule(host._meter_wake)
-        _raise_first(errors)
+        raise_first(errors)
 
     def abandon(self) -> None:
         """Nothing was installed: the new meter states are simply dropped."""
-
-
-def _attempt(step: Callable[..., object], now: int | None, errors: list[Exception]) -> None:
-    """Run a step that calls user code (with ``now`` if given); collect what it raises."""
-    try:
-        if now is None:
-            step()
-        else:
-            step(now)
-    except Exception as exc:
-        errors.append(exc)
-
-
-def _raise_first(errors: list[Exception]) -> None:
-    """Re-raise the first collected exception; log the others on ``"sbroker"``."""
-    if not errors:
-        return
-    for extra in errors[1:]:
-        logger.error("also raised while closing or reconfiguring", exc_info=extra)
-    raise errors[0]
 
 
 class Host:
@@ -295,7 +259,8 @@ class Host:
         """The background task: timeouts and meters. Start it with ``nursery.start``.
 
         Returns when the host is closed; if it is cancelled, the host is
-        closed (every queued request is answered ``Drop``).
+        closed (every queued request is answered ``Drop``). Raises
+        ``RuntimeError`` if the host belongs to another trio run.
         """
         if self._running:
             raise RuntimeError(f"{type(self).__name__}.run() is already running")
@@ -382,32 +347,6 @@ class Host:
             self._staged_effects = None
         return MeterChange(self, meters, started, effects, now)
 
-    def _reconfigure(self, prepares: Iterable[Callable[[], PreparedPart]]) -> None:
-        """Prepare every part, then commit them all (ARCHITECTURE.md point 3).
-
-        If a preparation raises, the parts prepared so far are abandoned and
-        the exception propagates: nothing has changed. Parts whose commit runs
-        user code commit first, so that such a failure stops the change
-        before any other part is applied.
-        """
-        parts: list[PreparedPart] = []
-        try:
-            for prepare in prepares:
-                parts.append(prepare())
-        except BaseException:
-            for part in reversed(parts):
-                part.abandon()
-            raise
-        parts.sort(key=lambda part: not part.fallible)
-        for index, part in enumerate(parts):
-            try:
-                part.commit()
-            except BaseException:
-                if part.fallible:
-                    for rest in parts[index + 1 :]:
-                        rest.abandon()
-                raise
-
     def _queue_sides(self) -> tuple[QueueSide, ...]:
         raise NotImplementedError
 
@@ -429,16 +368,16 @@ class Host:
         errors: list[Exception] = []
         now = self._initial_time()
         for side in self._queue_sides():
-            _attempt(side.answer_all, now, errors)
+            attempt(side.answer_all, now, errors)
         for _meter, state in self._meters:
-            _attempt(state.close, None, errors)
+            attempt(state.close, None, errors)
         self._meters = []
         self._meter_wake = None
         self._protector = None
         self._update_guard()
         if self._run_scope is not None:
             self._run_scope.cancel()
-        _raise_first(errors)
+        raise_first(errors)
 
 
 def _earliest(wakes: Iterable[int | None], now: int) -> int | None:

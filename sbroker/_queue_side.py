@@ -26,6 +26,20 @@ def _discard(_request: Request, _now: int) -> None:
     """The drop callback of a trial state: its drops are never answered."""
 
 
+def _stand_ins(requests: list[Request]) -> list[Request]:
+    """Copies of ``requests`` for a trial state, which may write on what it holds.
+
+    A FairQueue remembers each request's key on the request: a trial must not
+    overwrite what the running state filed the real requests under.
+    """
+    copies = []
+    for request in requests:
+        copy = Request(request.send_time, request.value, request.tag)
+        copy.seq = request.seq
+        copies.append(copy)
+    return copies
+
+
 class QueueSide:
     """One queue of a broker or regulator.
 
@@ -84,15 +98,15 @@ class QueueSide:
         without one (or whose ``snapshot()`` returns ``None``) is terminated
         and, if the new policy fails, rebuilt at once by the running policy
         from the same requests.
-        The same class: a trial state of the new policy is built from the
-        queued requests and thrown away, so that a configuration the policy
+        The same class: a trial state of the new policy is built from copies
+        of the queued requests and thrown away, so that a configuration the policy
         cannot take fails here; the running state adopts it at commit.
         Raises whatever the new policy raises; then nothing has changed.
         """
         snapshot = getattr(self.state, "snapshot", None)
         held = None if snapshot is None else snapshot()
         if type(policy) is type(self.policy):
-            policy.init([] if held is None else held, now, _discard)
+            policy.init([] if held is None else _stand_ins(held), now, _discard)
             return PreparedChange(self, policy, now)
         if held is not None:
             return self._build(policy, held, now, restore=False)

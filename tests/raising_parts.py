@@ -128,3 +128,20 @@ class RaisingCloseMeter(RecordingMeter):
     """A recording meter whose state's ``close`` raises :class:`Boom`."""
 
     fail_close: bool = True
+
+
+class _StampingState(DropQueue._state_class):  # type: ignore[name-defined,misc]
+    __slots__ = ()
+
+    def __init__(self, policy: Any, requests: Sequence[Request], on_drop: DropCallback) -> None:
+        for request in requests:  # as a FairQueue writes its key on each request
+            request.value = (policy.stamp, request.value)
+        super().__init__(policy, requests, on_drop)
+
+
+@attrs.frozen
+class StampingQueue(DropQueue):
+    """A fifo DropQueue whose ``init`` writes ``(stamp, value)`` on every request it takes."""
+
+    stamp: str = ""
+    _state_class = _StampingState

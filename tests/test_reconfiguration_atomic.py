@@ -14,10 +14,12 @@ import trio.testing
 from raising_parts import (
     Boom,
     FlakyQueue,
+    RaisingCloseMeter,
     RaisingInitQueue,
     RaisingMeter,
     RaisingValve,
     RecordingMeter,
+    StampingQueue,
     raising_key,
     unchecked,
 )
@@ -209,3 +211,27 @@ async def test_regulator_failed_queue_change_keeps_waiters(
     reg.change_config(valve=OpenValve(max_size=3))
     assert [isinstance(pending.result, Go) for pending in pendings] == [True] * 3
     reg.close()
+
+
+async def test_meter_close_raising_at_commit_still_installs_the_change(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # M2: the commit runs every step; the meter's exception is raised after it.
+    log: list[str] = []
+    async with open_broker(meters=[RaisingCloseMeter()]) as broker:
+        with pytest.raises(Boom):
+            broker.change_config(ask=DropQueue(), meters=[RecordingMeter(log)])
+        assert broker.config()[0] == DropQueue()
+        assert broker.config()[2] == (RecordingMeter(log),)
+        assert log == ["init"]
+
+
+async def test_trial_state_does_not_write_on_the_queued_requests(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A same-class change is tried on copies: an abandoned trial leaves the requests alone.
+    broker = Broker(ask=StampingQueue(stamp="first"))
+    pendings = [broker.async_ask(value) for value in range(2)]
+    with pytest.raises(Boom):
+        broker.change_config(ask=StampingQueue(stamp="trial"), meters=[RaisingMeter()])
+    assert [broker.nb_ask_r().value for _ in pendings] == [0, 1]  # type: ignore[union-attr]

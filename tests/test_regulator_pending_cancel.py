@@ -10,18 +10,23 @@ import pytest
 import trio
 import trio.testing
 
-from sbroker import Drop, Go, RequestCancelled
+from sbroker import Drop, Go, Pending, RequestCancelled
 from sbroker.queues import TimeoutQueue
 from sbroker.regulator import RateValve, Regulator
 
 MS = 1_000_000
 
 
+def queued_ask(timeout: float | None) -> tuple[Regulator, Pending]:
+    """A regulator whose valve opens at t=1s, and an async ask queued at t=0."""
+    regulator = Regulator(queue=TimeoutQueue(timeout=timeout), valve=RateValve(limit=1))
+    return regulator, regulator.async_ask()
+
+
 async def test_cancel_of_a_request_granted_by_overdue_work_returns_false(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    regulator = Regulator(queue=TimeoutQueue(timeout=None), valve=RateValve(limit=1))
-    pending = regulator.async_ask()
+    regulator, pending = queued_ask(timeout=None)
     autojump_clock.jump(1.5)
     assert pending.cancel() is False
     assert isinstance(pending.result, Go)  # it keeps its answer, and the permit counts
@@ -33,8 +38,7 @@ async def test_cancel_of_a_request_granted_by_overdue_work_returns_false(
 async def test_cancel_of_a_request_dropped_by_overdue_work_returns_false(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    regulator = Regulator(queue=TimeoutQueue(timeout=0.5), valve=RateValve(limit=1))
-    pending = regulator.async_ask()
+    regulator, pending = queued_ask(timeout=0.5)
     autojump_clock.jump(0.75)
     assert pending.cancel() is False
     assert pending.result == Drop(750 * MS)
@@ -44,8 +48,7 @@ async def test_cancel_of_a_request_dropped_by_overdue_work_returns_false(
 async def test_cancel_of_a_still_queued_request_returns_true(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    regulator = Regulator(queue=TimeoutQueue(timeout=None), valve=RateValve(limit=1))
-    pending = regulator.async_ask()
+    regulator, pending = queued_ask(timeout=None)
     autojump_clock.jump(0.5)
     assert pending.cancel() is True
     assert pending.result is None

@@ -44,18 +44,18 @@ class Request:
 
     ``fair_key`` belongs to :class:`~sbroker.queues.FairQueue`: the key it
     filed the request under, computed once at enqueue, so that removing the
-    request never calls the key function again. Hosts and custom policies
-    leave it alone.
+    request never calls the key function again; unset while the request is in
+    no FairQueue. Hosts and custom policies leave it alone.
     """
 
     __slots__ = ("fair_key", "send_time", "seq", "tag", "value")
+    fair_key: Hashable
 
     def __init__(self, send_time: int, value: Any = None, tag: Hashable = None) -> None:
         self.send_time = send_time
         self.value = value
         self.tag = tag
         self.seq = next_sequence()
-        self.fair_key: Hashable = None
 
     def __repr__(self) -> str:
         return f"<Request value={self.value!r} send_time={self.send_time} tag={self.tag!r}>"

@@ -30,7 +30,9 @@ Keys. A request's key is computed once, when it arrives (or when a new key
 function re-sorts the queue), and remembered on the request
 (``request.fair_key``): removing a cancelled request looks it up there, so no
 user code runs while trio aborts a task, and a value mutated while it waits
-is still found in the sub-queue it was filed in.
+is still found in the sub-queue it was filed in. A request that leaves (served,
+dropped, removed, cancelled) is marked unfiled, so a stale key never reaches
+another request's sub-queue.
 
 Cost. The host calls ``handle_in`` and ``handle_out`` for every request, so
 they must not scan all sub-queues. Recorded wake times sit in a heap of
@@ -69,7 +71,7 @@ KeyFunction = Callable[[Any], Hashable]
 
 _MAX_BUCKETS = 2**32
 _SLACK = 32  # stale heap entries tolerated before a rebuild, beyond 2 per live entry
-_NO_KEY: Any = object()  # "skip no sub-queue" marker for _run_due
+_NO_KEY: Any = object()  # "no sub-queue": an unfiled request, or nothing to skip in _run_due
 _arrival_order = operator.attrgetter("send_time", "seq")
 
 
@@ -176,7 +178,7 @@ class _FairState:
         self._reset(policy)
         template = self._template
         for key, group in groups.items():  # in order of each key's oldest request
-            sub, wake = template.init(group, now, self._on_drop)
+            sub, wake = template.init(group, now, self._dropped)
             self._activate(key, sub)
             self._len += len(sub)
             self._record(key, wake)
@@ -249,6 +251,11 @@ class _FairState:
             self._len += len(sub) - before
             self._record(key, new_wake)
 
+    def _dropped(self, request: Request, now: int) -> None:
+        """A sub-queue dropped ``request``: it is no longer filed; answer it (Q4)."""
+        request.fair_key = _NO_KEY
+        self._on_drop(request, now)
+
     def _finish(self, now: int, skip: Hashable = _NO_KEY) -> int | None:
         """End an operation: run the due sub-queues but ``skip`` (F7), prune (F6), ``W`` (F9)."""
         heap = self._wake_heap
@@ -307,7 +314,7 @@ class _FairState:
                 wake = sub.handle_in(request, now)
                 self._len += len(sub) - before
             else:  # 3. new
-                sub, wake = self._template.init([request], now, self._on_drop)
+                sub, wake = self._template.init([request], now, self._dropped)
                 self._len += len(sub)
             self._activate(key, sub)
         self._record(key, wake)
@@ -324,6 +331,7 @@ class _FairState:
             request, wake = sub.fq_out(now)
             self._len += len(sub) - before
             if request is not None:
+                request.fair_key = _NO_KEY  # served: no longer filed
                 robin.append(key)
                 self._record(key, wake)
                 return request, self._finish(now, key)
@@ -386,6 +394,9 @@ class _FairState:
             self._len += len(sub) - before
             removed += count
             self._record(key, wake)
+            for request in group:
+                if request.tag == tag:  # cancelled, or not queued at all
+                    request.fair_key = _NO_KEY
         heap = self._wake_heap
         if heap and heap[0][0] <= now:
             self._run_due(now, groups)
@@ -404,6 +415,7 @@ class _FairState:
             return self._finish(now)
         before = len(sub)
         wake = sub.remove(request, now)
+        request.fair_key = _NO_KEY
         self._len += len(sub) - before
         self._record(key, wake)
         return self._finish(now, key)
@@ -431,7 +443,7 @@ class _FairState:
                 raise
         template = policy.queue
         same_class = type(template) is type(old.queue)
-        on_drop = self._on_drop
+        on_drop = self._dropped
         self._policy = policy
         self._template = template
 

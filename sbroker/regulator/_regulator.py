@@ -23,7 +23,7 @@ from typing import Any
 import trio
 
 from sbroker._errors import Dropped
-from sbroker._host import Host, PreparedPart, validate_meters
+from sbroker._host import Host, validate_meters
 from sbroker._pending import (
     Pending,
     PendingRequest,
@@ -34,6 +34,7 @@ from sbroker._pending import (
     fresh_tag,
 )
 from sbroker._queue_side import QueueSide, validate_policy
+from sbroker._reconfiguration import PreparedPart, reconfigure
 from sbroker._results import Drop, Go, NotFound, Stop
 from sbroker._statistics import RegulatorStatistics, recent_window, side_statistics
 from sbroker._time import now_ns
@@ -360,9 +361,11 @@ class Regulator(Host):
             prepares.append(valve_change.prepare)
         if meter_list is not None:
             prepares.append(lambda: self._prepare_meters(meter_list, now))
-        self._reconfigure(prepares)
-        verdict = None if valve_change is None else valve_change.verdict
-        self._settle(self._valve.timeout(now) if verdict is None else verdict, now)
+        try:
+            reconfigure(prepares)
+        finally:  # R3 holds after a failed change too
+            verdict = None if valve_change is None else valve_change.verdict
+            self._settle(self._valve.timeout(now) if verdict is None else verdict, now)
 
     def statistics(self) -> RegulatorStatistics:
         """A snapshot: permits held, waiting asks, go/drop totals, recent waits, lag."""
