@@ -41,6 +41,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 import trio.testing
@@ -177,30 +178,45 @@ def start_servers(count: int) -> tuple[list[subprocess.Popen[bytes]], list[str]]
     return processes, urls
 
 
-def remote_round_trips(servers: int, seconds: float, concurrency: int = 64) -> float:
+async def _round_trips(call: Any, seconds: float, concurrency: int) -> float:
+    """Calls of ``call()`` per second from ``concurrency`` tasks."""
+    count = 0
+
+    async def client() -> None:
+        nonlocal count
+        while True:
+            await call()
+            count += 1
+
+    start = time.perf_counter()
+    with trio.move_on_after(seconds):
+        async with trio.open_nursery() as nursery:
+            for _ in range(concurrency):
+                nursery.start_soon(client)
+    return count / (time.perf_counter() - start)
+
+
+def remote_round_trips(
+    servers: int, seconds: float, concurrency: int = 64, direct: bool = False
+) -> float:
     """Round trips per second (``nb_ask``, answered Drop) through a balancer over
-    ``servers`` processes, from ``concurrency`` tasks of this process."""
+    ``servers`` processes, from ``concurrency`` tasks of this process; ``direct``:
+    through the client alone (one server), for the balancer's overhead."""
     processes, urls = start_servers(servers)
     try:
 
         async def measure() -> float:
-            count = 0
+            if direct:
+                from sbroker.client import connect
+
+                address = urls[0].rsplit("/", 1)[0]
+                async with connect(address) as connection:
+                    broker = connection.broker("default")
+                    return await _round_trips(broker.nb_ask, seconds, concurrency)
             async with open_balancer(urls, "round_robin") as balancer:
                 for _ in range(servers * 4):  # open every connection first
                     await balancer.nb_ask()
-
-                async def client() -> None:
-                    nonlocal count
-                    while True:
-                        await balancer.nb_ask()
-                        count += 1
-
-                start = time.perf_counter()
-                with trio.move_on_after(seconds):
-                    async with trio.open_nursery() as nursery:
-                        for _ in range(concurrency):
-                            nursery.start_soon(client)
-                return count / (time.perf_counter() - start)
+                return await _round_trips(balancer.nb_ask, seconds, concurrency)
 
         return trio.run(measure)
     finally:
@@ -251,6 +267,7 @@ def print_remote(seconds: float) -> None:
     print()
     print("| server processes | round trips/s |")
     print("|---:|---:|")
+    print(f"| 1, client without a balancer | {remote_round_trips(1, seconds, direct=True):.0f} |")
     for servers in (1, 2, 3, 4):
         print(f"| {servers} | {remote_round_trips(servers, seconds):.0f} |")
 

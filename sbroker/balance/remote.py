@@ -71,7 +71,7 @@ class ClientConnector:
     @property
     def errors(self) -> tuple[type[BaseException], ...]:
         """The client's ``RemoteError``."""
-        from sbroker import client  # type: ignore[attr-defined,unused-ignore]
+        from sbroker import client
 
         return (client.RemoteError,)
 
@@ -81,7 +81,7 @@ class ClientConnector:
 
     def connect(self, address: str, *, connect_timeout: float) -> AbstractAsyncContextManager[Any]:
         """Open a connection with the service client."""
-        from sbroker import client  # type: ignore[attr-defined,unused-ignore]
+        from sbroker import client
 
         result: AbstractAsyncContextManager[Any] = client.connect(
             address, connect_timeout=connect_timeout
