@@ -76,8 +76,9 @@ class ClientConnector:
         return (client.RemoteError,)
 
     async def ensure_connected(self, connection: Any) -> None:
-        """Wait (up to the connect timeout) for the client's live session."""
-        await connection.current_session()
+        """Wait (up to the connect timeout) for the client's live session, if there is none."""
+        if not connection.connected:
+            await connection.current_session()
 
     def connect(self, address: str, *, connect_timeout: float) -> AbstractAsyncContextManager[Any]:
         """Open a connection with the service client."""
