@@ -194,3 +194,16 @@ def test_without_prometheus_client_the_import_says_what_to_install() -> None:
     )
     assert completed.returncode == 1
     assert "pip install 'sbroker[metrics]'" in completed.stderr
+
+
+def test_a_table_of_hosts_is_read_at_each_scrape() -> None:
+    registry = CollectorRegistry()
+    record = PoolStatistics(4, 1, 3, 7, 10, 2, 5 * MS, None, frozenset())
+    table: dict[str, object] = {"a": FakePool(record)}
+    sbroker.metrics.register_table(lambda: table, registry=registry)
+    assert sample(registry, "sbroker_size", name="a") == 4
+    table["b"] = table.pop("a")  # e.g. a service reload renamed it
+    assert sample(registry, "sbroker_size", name="a") is None
+    assert sample(registry, "sbroker_size", name="b") == 4
+    with pytest.raises(TypeError, match="table"):
+        sbroker.metrics.register_table(table, registry=registry)  # type: ignore[arg-type]

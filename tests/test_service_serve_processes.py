@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 
 import trio
 from msgpack_rpc_client import RpcClient
@@ -35,6 +37,20 @@ def free_port_pair() -> int:
                 sock.close()
 
 
+@contextlib.contextmanager
+def serve_process(*arguments: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``sbroker serve ARGUMENTS`` as a subprocess, killed by pid if it outlives the block."""
+    process = subprocess.Popen(
+        serve_command(*arguments), cwd=ROOT, env=environment(), stderr=subprocess.DEVNULL
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(TIMEOUT)
+
+
 def test_child_addresses() -> None:
     addresses = [parse_address("127.0.0.1:7421"), parse_address("unix:/run/s.sock")]
     assert child_addresses(addresses, 0) == tuple(addresses)
@@ -46,13 +62,7 @@ def test_child_addresses() -> None:
 
 async def test_two_processes_each_serve_their_own_brokers() -> None:
     port = free_port_pair()
-    process = subprocess.Popen(
-        serve_command("--processes", "2", "--listen", f"127.0.0.1:{port}"),
-        cwd=ROOT,
-        env=environment(),
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with serve_process("--processes", "2", "--listen", f"127.0.0.1:{port}") as process:
         with trio.fail_after(TIMEOUT * 3):
             clients = [
                 await connect_when_ready(lambda p=p: RpcClient.connect(p))  # type: ignore[misc]
@@ -75,10 +85,6 @@ async def test_two_processes_each_serve_their_own_brokers() -> None:
                 await client.closed()
                 await client.aclose()
             assert await trio.to_thread.run_sync(process.wait, TIMEOUT) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(TIMEOUT)
 
 
 def test_port_zero_is_refused() -> None:
@@ -90,3 +96,23 @@ def test_port_zero_is_refused() -> None:
         timeout=TIMEOUT * 3,
     )
     assert result.returncode == 2 and b"port 0" in result.stderr
+
+
+async def test_metrics_of_every_host_over_http() -> None:
+    port = free_port_pair()
+    metrics = f"127.0.0.1:{port + 1}"
+    with serve_process("--listen", f"127.0.0.1:{port}", "--metrics", metrics) as process:
+        with trio.fail_after(TIMEOUT * 3):
+            client = await connect_when_ready(lambda: RpcClient.connect(port))
+            assert (await client.call("nb_ask", "default"))[0] == "drop"
+            stream = await trio.open_tcp_stream("127.0.0.1", port + 1)
+            async with stream:
+                await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                page = b""
+                while chunk := await stream.receive_some():
+                    page += chunk
+            assert b'sbroker_drop_total{name="default",side="ask"} 1.0' in page
+            process.send_signal(signal.SIGTERM)
+            await client.closed()
+            await client.aclose()
+            assert await trio.to_thread.run_sync(process.wait, TIMEOUT) == 0

@@ -18,6 +18,7 @@ lag and the active alarms (``sbroker_alarm``), each labelled with the
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 try:
@@ -27,10 +28,10 @@ except ImportError as error:  # the optional dependency is missing: say how to g
         "sbroker.metrics needs prometheus_client: pip install 'sbroker[metrics]'"
     ) from error
 
-from sbroker.metrics._collector import HostsCollector, StatisticsHost
+from sbroker.metrics._collector import HostsCollector, HostTableCollector, StatisticsHost
 from sbroker.metrics._http import serve_metrics
 
-__all__ = ["StatisticsHost", "register", "serve_metrics", "unregister"]
+__all__ = ["StatisticsHost", "register", "register_table", "serve_metrics", "unregister"]
 
 _collectors: weakref.WeakKeyDictionary[CollectorRegistry, HostsCollector] = (
     weakref.WeakKeyDictionary()
@@ -71,3 +72,18 @@ def unregister(name: str, *, registry: CollectorRegistry | None = None) -> None:
     if not collector.hosts:
         registry.unregister(collector)
         del _collectors[registry]
+
+
+def register_table(
+    table: Callable[[], Mapping[str, Any]], *, registry: CollectorRegistry | None = None
+) -> None:
+    """Export every host of a table that changes: ``table()`` is read at each scrape.
+
+    ``table`` returns the hosts by name (anything with ``statistics()``), as
+    the broker service does for ``sbroker serve --metrics``: hosts added or
+    removed by a reload appear or disappear at the next scrape. ``registry``
+    defaults to ``prometheus_client.REGISTRY``.
+    """
+    if not callable(table):
+        raise TypeError(f"table must be a callable returning hosts by name, got {table!r}")
+    (REGISTRY if registry is None else registry).register(HostTableCollector(table))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -107,6 +107,14 @@ def add_record(record: Any, labels: Mapping[str, str], families: Families) -> No
                 families.add(name, "gauge", labels, value)
 
 
+def collect_hosts(hosts: Mapping[str, Any]) -> Iterator[Metric]:
+    """The metric families of ``hosts`` (name -> host), read now."""
+    families = Families()
+    for name, host in hosts.items():
+        add_record(host.statistics(), {"name": name}, families)
+    return iter(families)
+
+
 class HostsCollector:
     """A collector for one registry: the hosts registered there, by name."""
 
@@ -115,7 +123,15 @@ class HostsCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Read every host's statistics now; called by the registry at each scrape."""
-        families = Families()
-        for name, host in self.hosts.items():
-            add_record(host.statistics(), {"name": name}, families)
-        return iter(families)
+        return collect_hosts(self.hosts)
+
+
+class HostTableCollector:
+    """A collector over a live table of hosts, e.g. a service's, read at each scrape."""
+
+    def __init__(self, table: Callable[[], Mapping[str, Any]]) -> None:
+        self._table = table
+
+    def collect(self) -> Iterator[Metric]:
+        """Read the table, then every host's statistics, now."""
+        return collect_hosts(self._table())

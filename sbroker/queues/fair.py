@@ -356,9 +356,18 @@ class _FairState:
         return self._finish(now)
 
     def handle_cancel(self, tag: Hashable, now: int) -> tuple[int, int | None]:
-        """F8: cancel ``tag`` in every active sub-queue; return the total removed."""
+        """F8: cancel ``tag`` in every active sub-queue; return the total removed.
+
+        A scan of every request (hosts that know the requests under ``tag``
+        call :meth:`cancel_requests`); the cancelled ones are unfiled where the
+        sub-queue offers ``snapshot()``.
+        """
         removed = 0
         for key, sub in self._active.items():
+            snapshot = getattr(sub, "snapshot", None)
+            for request in () if snapshot is None else snapshot():
+                if request.tag == tag:
+                    request.fair_key = _NO_KEY
             before = len(sub)
             count, wake = sub.handle_cancel(tag, now)
             self._len += len(sub) - before

@@ -10,6 +10,7 @@ import sys
 
 import trio
 
+from sbroker._arguments import tcp_address
 from sbroker.service.access import Tokens, protected_mode_error, resolve_tokens
 from sbroker.service.config import ConfigError, ServiceConfig, default_config, load_config
 from sbroker.service.listen import (
@@ -56,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run N server processes, on consecutive ports (Unix sockets: PATH, PATH.1, ...)",
     )
     parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        type=tcp_address,
+        help="serve Prometheus metrics of every broker and regulator at http://HOST:PORT/metrics "
+        "(needs sbroker[metrics]; with --processes N, on N consecutive ports)",
+    )
+    parser.add_argument(
         "--insecure",
         action="store_true",
         help="serve a non-loopback address without a token (turns protected mode off)",
@@ -92,8 +100,13 @@ def run(args: argparse.Namespace) -> int:
     refusal = protected_mode_error(addresses, tokens, args.insecure)
     if refusal is not None:
         return _fail(refusal, EXIT_INVALID)
+    if args.metrics is not None:
+        try:
+            import sbroker.metrics  # noqa: F401  (the optional dependency, checked up front)
+        except ImportError as exc:
+            return _fail(str(exc), EXIT_INVALID)
     if args.processes == 1:
-        return trio.run(_serve, config, addresses, tokens, ssl_context)
+        return trio.run(_serve, config, addresses, tokens, ssl_context, args.metrics)
     try:
         if args.processes < 1:
             raise ValueError(f"--processes must be at least 1, got {args.processes}")
@@ -103,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
                 child_addresses(addresses, index),
                 token_file=args.token_file,
                 insecure=args.insecure,
+                metrics=None
+                if args.metrics is None
+                else (args.metrics[0], args.metrics[1] + index if args.metrics[1] else 0),
             )
             for index in range(args.processes)
         ]
@@ -130,6 +146,7 @@ async def _serve(
     addresses: tuple[Address, ...],
     tokens: Tokens,
     ssl_context: ssl.SSLContext | None,
+    metrics: tuple[str, int] | None = None,
 ) -> int:
     try:
         service = Service(config, tokens=tokens)  # hosts are built inside trio's clock
@@ -146,6 +163,30 @@ async def _serve(
         ", ".join(host.name for host in config.hosts),
         ", ".join(str(bound_address(listener)) for listener in listeners),
     )
-    await service.serve(listeners, handle_signals=True)
+    async with trio.open_nursery() as nursery:
+        if metrics is not None:
+            await nursery.start(_serve_metrics, service, metrics)
+        await service.serve(listeners, handle_signals=True)
+        nursery.cancel_scope.cancel()
     logger.info("stopped")
     return 0
+
+
+async def _serve_metrics(
+    service: Service,
+    address: tuple[str, int],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``--metrics``: every host of ``service``, as it is at each scrape, over HTTP."""
+    from prometheus_client import CollectorRegistry
+
+    import sbroker.metrics
+
+    registry = CollectorRegistry()
+    sbroker.metrics.register_table(service.hosts.by_name, registry=registry)
+    host, port = address
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(sbroker.metrics.serve_metrics, host, port, registry)
+        logger.info("metrics on http://%s/metrics", bound_address(listeners[0]))
+        task_status.started()

@@ -91,6 +91,10 @@ class Hosts:
         """Every host."""
         return list(self._hosts.values())
 
+    def by_name(self) -> dict[str, Host]:
+        """Every host by name (a copy: reloads do not change it)."""
+        return dict(self._hosts)
+
     def regulator(self, name: str) -> Regulator:
         """The regulator named ``name``; ``LookupError`` if there is none."""
         host = self._hosts.get(name)

@@ -49,8 +49,9 @@ def child_command(
     *,
     token_file: str | None,
     insecure: bool,
+    metrics: tuple[str, int] | None = None,
 ) -> list[str]:
-    """The command line of one child server."""
+    """The command line of one child server (``metrics``: its exporter's HOST, PORT)."""
     command = [sys.executable, "-m", "sbroker", "serve"]
     if config is not None:
         command += ["--config", config]
@@ -60,6 +61,9 @@ def child_command(
         command += ["--token-file", token_file]
     if insecure:
         command.append("--insecure")
+    if metrics is not None:
+        host, port = metrics
+        command += ["--metrics", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     return command
 
 
