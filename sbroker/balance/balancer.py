@@ -15,7 +15,6 @@ answered ``Drop``.
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from contextlib import asynccontextmanager
@@ -44,8 +43,6 @@ from sbroker.balance.remote import (
 from sbroker.meters import Meter, MeterState, Protector, Sample
 
 __all__ = ["Balancer", "EndpointInfo", "NoEndpoint", "Policy", "open_balancer"]
-
-logger = logging.getLogger("sbroker.balance")
 
 Policy = Literal["random", "round_robin", "least_loaded", "best_of_two", "best_of_two_20"]
 POLICIES = ("random", "round_robin", "least_loaded", "best_of_two", "best_of_two_20")
