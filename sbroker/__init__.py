@@ -21,6 +21,7 @@ from sbroker._results import Drop, Go, NotFound, Stop
 from sbroker._statistics import BrokerStatistics, RegulatorStatistics, SideStatistics
 from sbroker._version import __version__ as __version__
 from sbroker.meters import (
+    BetterMeter,
     Meter,
     MeterHost,
     MeterState,
@@ -57,6 +58,7 @@ from sbroker.regulator import (
 
 __all__ = [
     "AdaptiveQueue",
+    "BetterMeter",
     "Broker",
     "BrokerClosed",
     "BrokerStatistics",

@@ -26,6 +26,7 @@ from sbroker._time import to_trio_time
 from sbroker._units import NS_PER_SECOND
 from sbroker._validators import check_factory
 from sbroker.meters import Meter, MeterState, Protector, Sample
+from sbroker.meters.better import BetterMeterState
 
 logger = logging.getLogger("sbroker")
 _current_clock = trio.lowlevel.current_clock
@@ -178,6 +179,19 @@ class Host:
     def alarms(self) -> frozenset[str]:
         """The descriptions of the active alarms, e.g. ``{"message_queue_slow"}``."""
         return self._alarms
+
+    def estimate(self, side: str) -> int | None:
+        """The sojourn estimate (ns) a :class:`~sbroker.meters.BetterMeter` publishes for
+        ``side`` (``"ask"``/``"ask_r"``), or ``None`` without one (regulation.md B2).
+
+        Not on the matching path: it reads the meter's latest published value.
+        """
+        for _meter, state in self._meters:
+            if isinstance(state, BetterMeterState):
+                return state.estimate(side)
+        if side not in ("ask", "ask_r"):
+            raise ValueError(f"side must be 'ask' or 'ask_r', got {side!r}")
+        return None
 
     # -- time: the clock of the run the host belongs to -------------------------
 

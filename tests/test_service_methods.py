@@ -199,7 +199,8 @@ async def test_estimate_reads_the_hosts_published_estimates() -> None:
     with trio.fail_after(TIMEOUT):
         async with serving(CONFIG) as served, await served.connect() as client:
             db = served.service.hosts.get("db")
-            db.estimate = lambda: (5_000_000, None)  # type: ignore[union-attr]
+            published = {"ask": 5_000_000, "ask_r": None}
+            db.estimate = published.__getitem__  # type: ignore[union-attr]
             assert await client.call("estimate", "db") == [5_000_000, None]
 
 

@@ -126,6 +126,12 @@ class Connection:
         self._last_error = None
         self._connected.set()
 
+    @property
+    def connected(self) -> bool:
+        """Whether a live session is there now (a call would be written at once)."""
+        session = self._session
+        return session is not None and session.alive
+
     async def current_session(self) -> Session:
         """The live session, waiting up to the connect timeout for a reconnect.
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import attrs
 
-from sbroker.meters import OverloadMeter, PieMeter, UnderloadMeter, UpdateMeter
+from sbroker.meters import BetterMeter, OverloadMeter, PieMeter, UnderloadMeter, UpdateMeter
 from sbroker.queues import AdaptiveQueue, CodelQueue, DropQueue, FairQueue, TimeoutQueue
 from sbroker.regulator import CodelValve, OpenValve, RateValve, RelativeValve
 
@@ -61,6 +61,7 @@ MAP_NAMES: dict[str, dict[str, type]] = {
         "overload": OverloadMeter,
         "underload": UnderloadMeter,
         "pie": PieMeter,
+        "better": BetterMeter,
         "update": UpdateMeter,
     },
     "valve": {

@@ -458,7 +458,7 @@ class Session:
     def _estimate(self, msgid: int, method: str, params: tuple[Any, ...]) -> list[Any]:
         (name,) = _unpack(method, params, 1, 1)
         estimate = getattr(self._host(method, name), "estimate", None)
-        return [None, None] if estimate is None else list(estimate())
+        return [None, None] if estimate is None else [estimate("ask"), estimate("ask_r")]
 
     def _names(self, msgid: int, method: str, params: tuple[Any, ...]) -> dict[str, list[str]]:
         _unpack(method, params, 0, 0)
