@@ -287,10 +287,19 @@ class TagRegistry:
             if not held:
                 del by_tag[tag]
 
+    def _held_by_tag(self, tag: Hashable) -> PendingRequest | None:
+        """The request a fresh tag holds for this registry (a tag may reach other hosts)."""
+        if type(tag) is FreshTag:
+            request = tag.request
+            if request is not None and request.registry is self:
+                return request
+        return None
+
     def _requests(self, tag: Hashable) -> list[PendingRequest]:
         requests = []
-        if type(tag) is FreshTag and tag.request is not None:
-            requests.append(tag.request)
+        held_by_tag = self._held_by_tag(tag)
+        if held_by_tag is not None:
+            requests.append(held_by_tag)
         held = self._by_tag.get(tag)
         if type(held) is dict:
             requests.extend(held)
@@ -319,8 +328,8 @@ class TagRegistry:
     def cancel_tag(self, tag: Hashable) -> None:
         """Mark cancelled every request under ``tag`` (the policies removed them)."""
         requests = self._requests(tag)
-        if type(tag) is FreshTag:
-            tag.request = None
+        if self._held_by_tag(tag) is not None:
+            tag.request = None  # type: ignore[attr-defined]
         self._by_tag.pop(tag, None)
         for request in requests:
             request.pending._mark_cancelled()

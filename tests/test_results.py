@@ -76,3 +76,16 @@ async def test_a_fresh_tag_given_to_a_second_request_cancels_both(
     assert isinstance(matched, Go) and matched.value == "c"
     assert third.result is not None and broker.cancel(first.tag) == 0
     broker.close()
+
+
+async def test_a_fresh_tag_cancelled_on_another_broker_leaves_its_request(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A fresh tag holds its request for its own broker only (a balancer cancels everywhere)."""
+    mine, other = Broker(), Broker()
+    pending = mine.async_ask("a")
+    assert other.cancel(pending.tag) == 0
+    assert not pending.cancelled and mine.len() == 1
+    assert mine.cancel(pending.tag) == 1 and pending.cancelled
+    mine.close()
+    other.close()
