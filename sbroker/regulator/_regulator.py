@@ -16,7 +16,7 @@ holds after every call: while the valve is open, no ask waits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Hashable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,25 @@ def validate_valve(valve: object) -> Valve:
     """A valve argument must implement :class:`Valve`."""
     check_factory("valve", valve, Valve, 2, "a valve")
     return valve  # type: ignore[return-value]
+
+
+def _finished() -> Generator[None, None, None]:
+    return
+    yield  # a generator function, run to its end once below
+
+
+class _Finished:
+    """An awaitable that is already finished (``None``): no coroutine to make or run."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return _FINISHED_GENERATOR  # exhausted: ``await`` returns ``None`` at once
+
+
+_FINISHED_GENERATOR = _finished()
+next(_FINISHED_GENERATOR, None)
+_RELEASED = _Finished()
 
 
 def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
@@ -116,10 +135,11 @@ class PermitHold:
     def __aenter__(self) -> Awaitable[Go]:
         return self._regulator._enter(self)  # ask itself: no coroutine of its own
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
         regulator = self._regulator
         if not regulator._closed:
             regulator.done(self._ref)
+        return _RELEASED  # the release is synchronous: nothing left to await
 
 
 class Regulator(Host):
