@@ -138,6 +138,7 @@ class ServerProtocol:
     def __init__(self, limits: Limits = Limits()) -> None:
         size = limits.max_message_bytes
         self._limits = limits
+        self._max_bytes = size
         self._unpacker = msgpack.Unpacker(
             raw=False,
             use_list=False,
@@ -157,12 +158,20 @@ class ServerProtocol:
         self._last_chunk = b""  # the bytes fed last
         self._in_flight: set[int] = set()
         self._dead = False
+        self._drained = True  # next_event found no more bytes: nothing fed is unparsed
 
     # -- input -----------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:
         """Add received bytes; ignored once a :class:`Fatal` event has ended the input."""
-        if not self._dead:
+        if self._dead:
+            return
+        if self._drained and self._fed - self._message_start + len(data) <= self._max_bytes:
+            # the common case: every event was taken and the current message may take
+            # all of it, so it goes to the unpacker at once, without a copy
+            self._drained = False
+            self._feed_chunk(bytes(data))
+        else:
             self._input += data
 
     def next_event(self) -> Event | None:
@@ -177,6 +186,7 @@ class ServerProtocol:
                         "too_large", f"message over {self._limits.max_message_bytes} bytes"
                     )
                 if not self._input:
+                    self._drained = True
                     return None
                 self._feed()
                 continue
@@ -196,9 +206,13 @@ class ServerProtocol:
 
     def _feed(self) -> None:
         """Feed the unpacker as many input bytes as the current message may still take."""
-        room = self._limits.max_message_bytes - (self._fed - self._message_start)
+        room = self._max_bytes - (self._fed - self._message_start)
         chunk = bytes(self._input[:room])
         del self._input[:room]
+        self._feed_chunk(chunk)
+
+    def _feed_chunk(self, chunk: bytes) -> None:
+        """Feed ``chunk``, which the current message may still take, to the unpacker."""
         if len(self._head) < _HEAD_BYTES:
             self._head += chunk[: _HEAD_BYTES - len(self._head)]
         self._unpacker.feed(chunk)

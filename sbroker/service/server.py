@@ -172,8 +172,8 @@ class Connection:
         protocol, session = self.protocol, self.session
         while True:
             try:
-                data = await self._stream.receive_some(RECEIVE_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                data = await self._receive()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self.reason = f"read failed: {type(exc).__name__}"
                 return
             if not data:
@@ -188,6 +188,23 @@ class Connection:
                         return
             finally:
                 self._flush_gathered()
+
+    async def _receive(self) -> bytes | bytearray:
+        """The next bytes from the peer (``b""`` at its end of file).
+
+        A plain socket is read directly: wait until readable, then one ``read``.
+        On a request-response stream a first try finds nothing most of the time,
+        so waiting first saves a system call, and the wait is this task's checkpoint.
+        """
+        fd = self._fd
+        if fd is None:
+            return await self._stream.receive_some(RECEIVE_BYTES)
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, RECEIVE_BYTES)
+            except BlockingIOError:
+                continue
 
     async def _write_loop(self) -> None:
         outbox = self._outbox
