@@ -236,6 +236,21 @@ class ServerProtocol:
 
     def _event(self, message: Any) -> Event:
         """Validate one message (the table in the module's docstring)."""
+        if type(message) is tuple and len(message) == 4:  # the hot path: a valid request
+            kind, msgid, method, params = message
+            in_flight = self._in_flight
+            if (
+                type(kind) is int
+                and kind == REQUEST
+                and type(msgid) is int
+                and 0 <= msgid <= MAX_MSGID
+                and type(method) is str
+                and type(params) is tuple
+                and msgid not in in_flight
+                and len(in_flight) < self._limits.max_in_flight
+            ):
+                in_flight.add(msgid)
+                return Request(msgid, method, params)
         if not isinstance(message, tuple) or not message:
             return self._fatal("bad_request", "a message must be a non-empty array", complete=True)
         kind = message[0]
