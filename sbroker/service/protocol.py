@@ -200,7 +200,12 @@ class ServerProtocol:
                 )
             except Exception as exc:  # msgpack raises a few other types on bad input
                 return self._fatal("bad_request", f"not MessagePack: {exc}")
-            self._message_done()
+            # the message ended at the unpacker's position: the next one starts there
+            end = self._unpacker.tell()
+            self._message_start = end
+            chunk = self._last_chunk
+            offset = len(chunk) - (self._fed - end)  # where the next one starts in the chunk
+            self._head = bytearray(chunk[offset : offset + _HEAD_BYTES])
             return self._event(message)
         return None
 
@@ -218,14 +223,6 @@ class ServerProtocol:
         self._unpacker.feed(chunk)
         self._fed += len(chunk)
         self._last_chunk = chunk
-
-    def _message_done(self) -> None:
-        """A message ended at the unpacker's position: the next one starts there."""
-        end = self._unpacker.tell()
-        self._message_start = end
-        chunk = self._last_chunk
-        offset = len(chunk) - (self._fed - end)  # where the next message starts in the chunk
-        self._head = bytearray(chunk[offset : offset + _HEAD_BYTES])
 
     def _fatal(self, code: str, message: str, *, complete: bool = False) -> Fatal:
         """End the input. A bad stream answers the msgid its head shows, if any; a

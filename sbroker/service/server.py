@@ -169,10 +169,20 @@ class Connection:
             logger.info("connection %d closed: %s", self.session.id, self.reason)
 
     async def _read_loop(self) -> None:
-        protocol, session = self.protocol, self.session
+        protocol, session, fd = self.protocol, self.session, self._fd
         while True:
             try:
-                data = await self._receive()
+                if fd is None:
+                    data = await self._stream.receive_some(RECEIVE_BYTES)
+                else:
+                    # A plain socket is read directly: wait until readable, then one read.
+                    # On a request-response stream a first try finds nothing most of the
+                    # time, so waiting first saves a system call; the wait is the checkpoint.
+                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        data = os.read(fd, RECEIVE_BYTES)
+                    except BlockingIOError:
+                        continue
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self.reason = f"read failed: {type(exc).__name__}"
                 return
@@ -188,23 +198,6 @@ class Connection:
                         return
             finally:
                 self._flush_gathered()
-
-    async def _receive(self) -> bytes | bytearray:
-        """The next bytes from the peer (``b""`` at its end of file).
-
-        A plain socket is read directly: wait until readable, then one ``read``.
-        On a request-response stream a first try finds nothing most of the time,
-        so waiting first saves a system call, and the wait is this task's checkpoint.
-        """
-        fd = self._fd
-        if fd is None:
-            return await self._stream.receive_some(RECEIVE_BYTES)
-        while True:
-            await trio.lowlevel.wait_readable(fd)
-            try:
-                return os.read(fd, RECEIVE_BYTES)
-            except BlockingIOError:
-                continue
 
     async def _write_loop(self) -> None:
         outbox = self._outbox
