@@ -7,18 +7,27 @@ on 127.0.0.1 for ``--seconds`` per configuration (C = 1 and 8, W = 4):
   ``await broker.ask(i)``, each worker loops ``await broker.ask_r(w)``. One
   round trip = one match: the client gets the worker's value and the worker
   the client's, one network round trip per side.
-* Redis: ``redis-server`` (started here on a free port, stopped by pid); each
-  client sends ``RPUSH jobs "<client> <i>"`` and ``BLPOP reply:<client>`` in one
-  pipeline, each worker pipelines ``RPUSH reply:<client> <w>`` with its next
-  ``BLPOP jobs``: the same exchange, also one network round trip per side (the
-  strongest form of the Redis workload; ``--redis-unpipelined`` sends each
-  command alone).
+* Redis: ``redis-server`` (started here on a free port, stopped by pid), the
+  same exchange through lists. A match is a hand-off, so the default Redis
+  workload is one too (``--redis-workload handoff``): each worker pipelines
+  ``RPUSH idle <w>`` with ``BLPOP job:<w>`` (offer its value, wait for a
+  client's), each client ``BLPOP idle`` (take a worker's value: its round trip)
+  pipelined with the ``RPUSH job:<w> "<client> <i>"`` of its previous round
+  trip (hand its value to that worker). Per match: four commands, one network
+  round trip per side, the client waiting for no more than a worker's offer,
+  as with ``ask``/``ask_r``. ``--redis-workload reply`` measures request/reply
+  instead: the client pipelines ``RPUSH jobs "<client> <i>"`` with ``BLPOP
+  reply:<client>`` and each worker ``RPUSH reply:<client> <w>`` with its next
+  ``BLPOP jobs``, so the client also waits for a worker to see its value and
+  answer (a longer path than a match: compare it with ``Broker.call``, not
+  ``ask``). ``--redis-unpipelined`` sends each command alone.
 
 Every client records the latency of each round trip; the table gives round
 trips per second (all clients) and the p50/p99 latency. If redis-server or
 redis-py is missing it says so and prints sbroker's figures alone.
 
     python benchmarks/service_rtt.py [--seconds 3] [--clients 1 8] [--workers 4]
+                                     [--redis-workload handoff|reply]
 
 This prints figures; it is not a test and gates nothing.
 """
@@ -37,6 +46,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -146,7 +156,9 @@ def sbroker_role(role: str, address: str, ident: int, seconds: float) -> None:
     print(json.dumps(trio.run(run)))
 
 
-def redis_role(role: str, address: str, ident: int, seconds: float, pipelined: bool) -> None:
+def redis_role(
+    role: str, address: str, ident: int, seconds: float, pipelined: bool, workload: str
+) -> None:
     import redis
 
     host, port = address.rsplit(":", 1)
@@ -154,33 +166,41 @@ def redis_role(role: str, address: str, ident: int, seconds: float, pipelined: b
     r.ping()
     time.sleep(max(0.0, ready_then_start() - time.time()))
     end = time.perf_counter() + seconds
+
+    def exchange(*commands: tuple[str, ...]) -> Any:
+        """Send the commands (one pipeline, or one by one); the last one's reply."""
+        if not pipelined:
+            return [r.execute_command(*command) for command in commands][-1]
+        pipe = r.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute()[-1]
+
     if role == "worker":
+        if workload == "handoff":
+            while True:  # offer this worker's value, wait for a client's
+                exchange(("RPUSH", "idle", str(ident)), ("BLPOP", f"job:{ident}", "0"))
         job = r.blpop(["jobs"])
         while True:
             client = job[1].split()[0].decode()  # type: ignore[index]
-            if pipelined:
-                pipe = r.pipeline(transaction=False)
-                pipe.rpush(f"reply:{client}", ident)
-                pipe.blpop(["jobs"])
-                job = pipe.execute()[1]
-            else:
-                r.rpush(f"reply:{client}", ident)
-                job = r.blpop(["jobs"])
+            job = exchange(("RPUSH", f"reply:{client}", str(ident)), ("BLPOP", "jobs", "0"))
     latencies = []
     i = 0
+    handed: tuple[str, ...] | None = None  # handoff: the value owed to the last worker
     cpu = time.process_time()
     while (sent := time.perf_counter()) < end:
-        if pipelined:
-            pipe = r.pipeline(transaction=False)
-            pipe.rpush("jobs", f"{ident} {i}")
-            pipe.blpop([f"reply:{ident}"])
-            pipe.execute()
+        if workload == "handoff":
+            first = () if handed is None else (handed,)
+            worker = exchange(*first, ("BLPOP", "idle", "0"))[1].decode()
+            handed = ("RPUSH", f"job:{worker}", f"{ident} {i}")
         else:
-            r.rpush("jobs", f"{ident} {i}")
-            r.blpop([f"reply:{ident}"])
+            exchange(("RPUSH", "jobs", f"{ident} {i}"), ("BLPOP", f"reply:{ident}", "0"))
         latencies.append(time.perf_counter() - sent)
         i += 1
-    print(json.dumps({"latencies": latencies, "cpu": time.process_time() - cpu}))
+    cpu = time.process_time() - cpu
+    if handed is not None:
+        r.execute_command(*handed)
+    print(json.dumps({"latencies": latencies, "cpu": cpu}))
 
 
 # -- one configuration --------------------------------------------------------------
@@ -203,6 +223,7 @@ def run_config(
     workers: int,
     seconds: float,
     pipelined: bool,
+    workload: str,
 ) -> Run:
     address, server_pid = server
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -213,6 +234,7 @@ def run_config(
         command += ["--seconds", str(seconds)]
         if not pipelined:
             command.append("--redis-unpipelined")
+        command += ["--redis-workload", workload]
         return subprocess.Popen(
             command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
@@ -268,6 +290,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--redis-unpipelined", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--redis-workload",
+        choices=["handoff", "reply"],
+        default="handoff",
+        help="Redis lists as a hand-off (like ask/ask_r, the default) or request/reply",
+    )
     parser.add_argument("--role", choices=["client", "worker"], help=argparse.SUPPRESS)
     parser.add_argument("--backend", choices=["sbroker", "redis"], help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
@@ -278,7 +306,9 @@ def main() -> None:
         if args.backend == "sbroker":
             sbroker_role(args.role, args.address, args.ident, args.seconds)
         else:
-            redis_role(args.role, args.address, args.ident, args.seconds, pipelined)
+            redis_role(
+                args.role, args.address, args.ident, args.seconds, pipelined, args.redis_workload
+            )
         return
     missing = None
     if not os.path.exists(REDIS_SERVER) and shutil.which("redis-server") is None:
@@ -292,17 +322,23 @@ def main() -> None:
     with sbroker_server() as server:
         for clients in args.clients:
             runs["sbroker", clients] = run_config(
-                "sbroker", server, clients, args.workers, args.seconds, True
+                "sbroker", server, clients, args.workers, args.seconds, True, args.redis_workload
             )
     if missing is None:
         with redis_server() as server:
             for clients in args.clients:
                 runs["redis", clients] = run_config(
-                    "redis", server, clients, args.workers, args.seconds, pipelined
+                    "redis",
+                    server,
+                    clients,
+                    args.workers,
+                    args.seconds,
+                    pipelined,
+                    args.redis_workload,
                 )
     else:
         print(f"{missing}: sbroker's figures alone", file=sys.stderr)
-    redis_label = "redis" if pipelined else "redis (unpipelined)"
+    redis_label = f"redis {args.redis_workload}" + ("" if pipelined else " (unpipelined)")
     print(f"W = {args.workers} worker processes, {args.seconds} s per configuration, loopback")
     print(
         "| server | C | round trips/s | p50 ms | p99 ms "

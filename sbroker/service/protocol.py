@@ -138,6 +138,7 @@ class ServerProtocol:
     def __init__(self, limits: Limits = Limits()) -> None:
         size = limits.max_message_bytes
         self._limits = limits
+        self._max_bytes = size
         self._unpacker = msgpack.Unpacker(
             raw=False,
             use_list=False,
@@ -157,12 +158,20 @@ class ServerProtocol:
         self._last_chunk = b""  # the bytes fed last
         self._in_flight: set[int] = set()
         self._dead = False
+        self._drained = True  # next_event found no more bytes: nothing fed is unparsed
 
     # -- input -----------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray) -> None:
         """Add received bytes; ignored once a :class:`Fatal` event has ended the input."""
-        if not self._dead:
+        if self._dead:
+            return
+        if self._drained and self._fed - self._message_start + len(data) <= self._max_bytes:
+            # the common case: every event was taken and the current message may take
+            # all of it, so it goes to the unpacker at once, without a copy
+            self._drained = False
+            self._feed_chunk(bytes(data))
+        else:
             self._input += data
 
     def next_event(self) -> Event | None:
@@ -177,6 +186,7 @@ class ServerProtocol:
                         "too_large", f"message over {self._limits.max_message_bytes} bytes"
                     )
                 if not self._input:
+                    self._drained = True
                     return None
                 self._feed()
                 continue
@@ -190,28 +200,29 @@ class ServerProtocol:
                 )
             except Exception as exc:  # msgpack raises a few other types on bad input
                 return self._fatal("bad_request", f"not MessagePack: {exc}")
-            self._message_done()
+            # the message ended at the unpacker's position: the next one starts there
+            end = self._unpacker.tell()
+            self._message_start = end
+            chunk = self._last_chunk
+            offset = len(chunk) - (self._fed - end)  # where the next one starts in the chunk
+            self._head = bytearray(chunk[offset : offset + _HEAD_BYTES])
             return self._event(message)
         return None
 
     def _feed(self) -> None:
         """Feed the unpacker as many input bytes as the current message may still take."""
-        room = self._limits.max_message_bytes - (self._fed - self._message_start)
+        room = self._max_bytes - (self._fed - self._message_start)
         chunk = bytes(self._input[:room])
         del self._input[:room]
+        self._feed_chunk(chunk)
+
+    def _feed_chunk(self, chunk: bytes) -> None:
+        """Feed ``chunk``, which the current message may still take, to the unpacker."""
         if len(self._head) < _HEAD_BYTES:
             self._head += chunk[: _HEAD_BYTES - len(self._head)]
         self._unpacker.feed(chunk)
         self._fed += len(chunk)
         self._last_chunk = chunk
-
-    def _message_done(self) -> None:
-        """A message ended at the unpacker's position: the next one starts there."""
-        end = self._unpacker.tell()
-        self._message_start = end
-        chunk = self._last_chunk
-        offset = len(chunk) - (self._fed - end)  # where the next message starts in the chunk
-        self._head = bytearray(chunk[offset : offset + _HEAD_BYTES])
 
     def _fatal(self, code: str, message: str, *, complete: bool = False) -> Fatal:
         """End the input. A bad stream answers the msgid its head shows, if any; a
@@ -222,6 +233,21 @@ class ServerProtocol:
 
     def _event(self, message: Any) -> Event:
         """Validate one message (the table in the module's docstring)."""
+        if type(message) is tuple and len(message) == 4:  # the hot path: a valid request
+            kind, msgid, method, params = message
+            in_flight = self._in_flight
+            if (
+                type(kind) is int
+                and kind == REQUEST
+                and type(msgid) is int
+                and 0 <= msgid <= MAX_MSGID
+                and type(method) is str
+                and type(params) is tuple
+                and msgid not in in_flight
+                and len(in_flight) < self._limits.max_in_flight
+            ):
+                in_flight.add(msgid)
+                return Request(msgid, method, params)
         if not isinstance(message, tuple) or not message:
             return self._fatal("bad_request", "a message must be a non-empty array", complete=True)
         kind = message[0]

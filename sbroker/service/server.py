@@ -169,11 +169,21 @@ class Connection:
             logger.info("connection %d closed: %s", self.session.id, self.reason)
 
     async def _read_loop(self) -> None:
-        protocol, session = self.protocol, self.session
+        protocol, session, fd = self.protocol, self.session, self._fd
         while True:
             try:
-                data = await self._stream.receive_some(RECEIVE_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                if fd is None:
+                    data = await self._stream.receive_some(RECEIVE_BYTES)
+                else:
+                    # A plain socket is read directly: wait until readable, then one read.
+                    # On a request-response stream a first try finds nothing most of the
+                    # time, so waiting first saves a system call; the wait is the checkpoint.
+                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        data = os.read(fd, RECEIVE_BYTES)
+                    except BlockingIOError:
+                        continue
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self.reason = f"read failed: {type(exc).__name__}"
                 return
             if not data:

@@ -105,14 +105,33 @@ class _SettleHook:
         self.callback()
 
 
+class _WaitingRequest:
+    """The settle hook of one waiting request: answers msgid ``msgid`` of ``session``
+    (one object per waiting request, no closure)."""
+
+    __slots__ = ("msgid", "session")
+
+    def __init__(self, session: Session, msgid: int) -> None:
+        self.session = session
+        self.msgid = msgid
+
+    def set(self) -> None:
+        self.session._settled(self.msgid)
+
+
 def on_settled(pending: Pending, callback: Callable[[], None]) -> None:
     """Call ``callback()`` once, synchronously, when ``pending`` is settled or cancelled.
 
     For a pending that nobody ``wait()``s on (the service's): it uses the
     event slot ``Pending`` sets on settlement.
     """
+    _hook(pending, _SettleHook(callback))
+
+
+def _hook(pending: Pending, hook: _SettleHook | _WaitingRequest) -> None:
+    """Put ``hook`` in the event slot ``pending`` sets when it is settled or cancelled."""
     assert pending._event is None and pending.result is None
-    pending._event = _SettleHook(callback)  # type: ignore[assignment]
+    pending._event = hook  # type: ignore[assignment]
 
 
 class MatchBook:
@@ -191,15 +210,17 @@ _KINDS = {
     "estimate": "any",
 }
 
-#: The host call behind each asking method.
+#: The host call behind each asking method. ``ask`` is a ``dynamic_ask``: the wire
+#: answer is the same, and an immediate match needs no ``Pending``.
 _CALLS = {
-    "ask": "async_ask",
-    "ask_r": "async_ask_r",
+    "ask": "dynamic_ask",
+    "ask_r": "dynamic_ask_r",
     "dynamic_ask": "dynamic_ask",
     "dynamic_ask_r": "dynamic_ask_r",
     "nb_ask": "nb_ask",
     "nb_ask_r": "nb_ask_r",
 }
+_NON_BLOCKING = frozenset({"nb_ask", "nb_ask_r"})
 
 
 class Session:
@@ -324,25 +345,23 @@ class Session:
     # -- asking --------------------------------------------------------------------------
 
     def _ask(self, msgid: int, method: str, params: tuple[Any, ...]) -> Any:
-        waits = not method.startswith("nb_")
-        name, value, opts = (
-            _unpack(method, params, 1, 3)
-            if waits
-            else [
-                *_unpack(method, params, 1, 2),
-                None,
-            ]
-        )
+        count = len(params)
+        non_blocking = method in _NON_BLOCKING
+        if not 1 <= count <= (2 if non_blocking else 3):
+            _unpack(method, params, 1, 2 if non_blocking else 3)  # raises its bad_request
+        name = params[0]
         host = self._host(method, name)
         call = getattr(host, _CALLS[method])
+        value = params[1] if count > 1 else None
+        tag = self._tag(method, params[2]) if count > 2 else None
         try:
-            answer = call(value, tag=self._tag(method, opts)) if waits else call(value)
+            answer = call(value) if non_blocking else call(value, tag=tag)
         except (TypeError, ValueError) as exc:  # e.g. a value a FairQueue key cannot hash
             raise ServiceError("bad_request", f"{method}: {exc}") from None
         if isinstance(answer, Pending):
             if answer.result is None:
                 self._waiting[msgid] = (answer, host, name)
-                on_settled(answer, lambda: self._settled(msgid))
+                _hook(answer, _WaitingRequest(self, msgid))
                 return _LATER
             answer = answer.result
         return self._answer(name, host, answer, waited=False)
