@@ -218,7 +218,9 @@ def test_loopback_and_unix_need_no_token(text: str) -> None:
     assert protected_mode_error([parse_address(text)], Tokens(), insecure=False) is None
 
 
-@pytest.mark.parametrize("text", ["0.0.0.0:7421", "[::]:7421", "example.com:7421", "10.0.0.1:1"])
+@pytest.mark.parametrize(
+    "text", ["198.51.100.7:7421", "[::]:7421", "example.com:7421", "10.0.0.1:1"]
+)
 def test_other_hosts_are_exposed(text: str) -> None:
     addresses = [parse_address("127.0.0.1:7421"), parse_address(text)]
     message = protected_mode_error(addresses, Tokens(), insecure=False)

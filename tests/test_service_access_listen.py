@@ -59,7 +59,7 @@ def test_parse_address_refuses(text: str) -> None:
         ("LOCALHOST:1", True),
         ("unix:/x", True),
         ("192.0.2.1:1", False),
-        ("0.0.0.0:1", False),
+        ("198.51.100.7:1", False),  # TEST-NET-2 ("[::]" below is the wildcard case)
         ("[::]:1", False),
         ("localhost.example.com:1", False),
     ],
