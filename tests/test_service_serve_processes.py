@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
 
 import trio
 from msgpack_rpc_client import RpcClient
 from service_harness import TIMEOUT, connect_when_ready
-from test_service_cli import ROOT, environment, serve_command
+from test_service_cli import ROOT, environment, serve_command, server_process
 
 from sbroker.service.listen import Address, parse_address
 from sbroker.service.processes import child_addresses
@@ -37,20 +35,6 @@ def free_port_pair() -> int:
                 sock.close()
 
 
-@contextlib.contextmanager
-def serve_process(*arguments: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``sbroker serve ARGUMENTS`` as a subprocess, killed by pid if it outlives the block."""
-    process = subprocess.Popen(
-        serve_command(*arguments), cwd=ROOT, env=environment(), stderr=subprocess.DEVNULL
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(TIMEOUT)
-
-
 def test_child_addresses() -> None:
     addresses = [parse_address("127.0.0.1:7421"), parse_address("unix:/run/s.sock")]
     assert child_addresses(addresses, 0) == tuple(addresses)
@@ -62,7 +46,7 @@ def test_child_addresses() -> None:
 
 async def test_two_processes_each_serve_their_own_brokers() -> None:
     port = free_port_pair()
-    with serve_process("--processes", "2", "--listen", f"127.0.0.1:{port}") as process:
+    with server_process("--processes", "2", "--listen", f"127.0.0.1:{port}") as process:
         with trio.fail_after(TIMEOUT * 3):
             clients = [
                 await connect_when_ready(lambda p=p: RpcClient.connect(p))  # type: ignore[misc]
@@ -101,7 +85,7 @@ def test_port_zero_is_refused() -> None:
 async def test_metrics_of_every_host_over_http() -> None:
     port = free_port_pair()
     metrics = f"127.0.0.1:{port + 1}"
-    with serve_process("--listen", f"127.0.0.1:{port}", "--metrics", metrics) as process:
+    with server_process("--listen", f"127.0.0.1:{port}", "--metrics", metrics) as process:
         with trio.fail_after(TIMEOUT * 3):
             client = await connect_when_ready(lambda: RpcClient.connect(port))
             assert (await client.call("nb_ask", "default"))[0] == "drop"
