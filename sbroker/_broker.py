@@ -22,6 +22,7 @@ from sbroker._pending import (
     Pending,
     PendingRequest,
     TagRegistry,
+    WOKEN,
     TaskRequest,
     cancel_shielded_checkpoint,
     fresh_tag,
@@ -40,6 +41,7 @@ _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _current_clock = trio.lowlevel.current_clock
 _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_reschedule = trio.lowlevel.reschedule
 
 
 def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[Result]]:
@@ -61,8 +63,25 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
             await cancel_shielded_checkpoint()
             return REFUSED
         item = other.state.handle_out(now)
-        if item is not None:
-            go = self._matched(other, item, value, now)
+        if item is not None:  # self._matched(other, item, value, now), inlined
+            counterparty, wake = item
+            other.wake = wake
+            if wake is not None and wake < self._timer:
+                self._schedule(wake)
+            waited = now - counterparty.send_time
+            self._matches += 1
+            self._recent.append(other.sign * waited)
+            ref = counterparty.seq  # unique: the arrival number serves as the match's ref
+            answer = new_result(Go, (ref, value, waited, waited))
+            if type(counterparty) is TaskRequest:  # counterparty.answer(answer), inlined
+                counterparty.result = answer
+                task = counterparty.task
+                if task is not None:
+                    counterparty.task = None
+                    _reschedule(task, WOKEN)
+            else:
+                counterparty.answer(answer)  # type: ignore[attr-defined]
+            go = new_result(Go, (ref, counterparty.value, -waited, 0))
             await cancel_shielded_checkpoint()
             return go
         other.wake = None  # nobody to hand out: note it (M5)
@@ -73,13 +92,12 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
         side.wake = wake = side.state.handle_in(request, now)  # side.enqueue, inlined
         if wake is not None and wake < self._timer:
             self._schedule(wake)
-        result = request.result  # request.wait(), inlined
-        if result is not None:  # answered already: dropped on arrival
+        if request.result is None:  # request.wait(), inlined
+            request.task = _current_task()
+            await _wait_task_rescheduled(request._abort)
+        else:  # answered already: dropped on arrival
             await cancel_shielded_checkpoint()
-            return result
-        request.task = _current_task()
-        answer: Result = await _wait_task_rescheduled(request._abort)
-        return answer
+        return request.result  # type: ignore[return-value]
 
     request.__name__ = request.__qualname__ = name
     request.__doc__ = doc

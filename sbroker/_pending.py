@@ -11,7 +11,7 @@ the request inside ``handle_in``), so answers are stored until then.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncGenerator, Callable, Generator, Hashable
 from typing import Any
 
 import outcome
@@ -65,23 +65,48 @@ class FreshTag(Token):
 UNTAGGED = FreshTag()
 
 
-async def _answered(result: Result) -> Result:
-    await cancel_shielded_checkpoint()
-    return result
-
-
 _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 _reschedule = trio.lowlevel.reschedule
-_Value = outcome.Value
 _SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
+
+
+class _Woken(outcome.Outcome[None]):
+    """What wakes a parked task whose request was answered: the answer is on the request.
+
+    ``wait_task_rescheduled`` returns ``next_send.unwrap()``; a parked request
+    reads its answer from ``request.result`` instead, so one shared outcome
+    serves every wake-up (an ``outcome.Value`` per answer costs ~0.3 us and
+    may be unwrapped only once). It carries no value or error of its own, so
+    unwrapping it any number of times is harmless.
+    """
+
+    __slots__ = ()
+
+    def unwrap(self) -> None:
+        """Nothing: the woken task reads its request's ``result``."""
+
+    def send(self, gen: Generator[Any, None, object]) -> Any:
+        """Resume ``gen`` with ``None``."""
+        return gen.send(None)
+
+    async def asend(self, agen: AsyncGenerator[Any, None]) -> Any:
+        """Resume ``agen`` with ``None``."""
+        return await agen.asend(None)
+
+
+#: The one outcome every answered parked task is rescheduled with.
+WOKEN = _Woken()
 
 
 class TaskRequest(Request):
     """A queued request whose caller is (or is about to be) a parked task.
 
     ``abandon(request)`` removes it from its queue when the task is cancelled
-    while parked (the host passes one shared callable per queue).
+    while parked (the host passes one shared callable per queue). The answer
+    is stored in ``result``, then the task, if parked, is woken with
+    :data:`WOKEN`; hosts that inline :meth:`wait` park with
+    ``wait_task_rescheduled(request._abort)`` and return ``request.result``.
     """
 
     __slots__ = ("abandon", "result", "task")
@@ -96,17 +121,18 @@ class TaskRequest(Request):
         self.task: trio.lowlevel.Task | None = None
         self.result: Result | None = None
 
-    def wait(self) -> Awaitable[Result]:
-        """Park the calling task until the request is answered; await the answer.
+    async def wait(self) -> Result:
+        """Park the calling task until the request is answered; return the answer.
 
         If the task is cancelled while parked, ``abandon(request)`` removes it
-        from its queue, so it is never answered afterwards. A plain function
-        returning trio's awaitable: no coroutine frame of its own on the hot path.
+        from its queue, so it is never answered afterwards.
         """
-        if self.result is not None:  # answered already, e.g. dropped on arrival
-            return _answered(self.result)
-        self.task = _current_task()
-        return _wait_task_rescheduled(self._abort)
+        if self.result is None:
+            self.task = _current_task()
+            await _wait_task_rescheduled(self._abort)
+        else:  # answered already, e.g. dropped on arrival
+            await cancel_shielded_checkpoint()
+        return self.result  # type: ignore[return-value]
 
     def _abort(self, _: object) -> trio.lowlevel.Abort:
         """trio's abort function: the parked task was cancelled."""
@@ -115,13 +141,12 @@ class TaskRequest(Request):
         return _SUCCEEDED
 
     def answer(self, result: Result) -> None:
-        """Wake the parked task with ``result``, or keep it if the task has not parked yet."""
+        """Store ``result``; wake the task if it has parked already."""
+        self.result = result
         task = self.task
-        if task is None:
-            self.result = result
-        else:
+        if task is not None:
             self.task = None
-            _reschedule(task, _Value(result))
+            _reschedule(task, WOKEN)
 
 
 class Pending:

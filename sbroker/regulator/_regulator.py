@@ -49,6 +49,7 @@ Result = Go | Drop
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _current_clock = trio.lowlevel.current_clock
 _current_task = trio.lowlevel.current_task
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 
 
 class Permit(Token):
@@ -106,7 +107,12 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
         else:
             request = TaskRequest(now, value, self._abandon_task)
             self._enqueued(request, now)
-            result = await request.wait()
+            if request.result is None:  # request.wait(), inlined
+                request.task = _current_task()
+                await _wait_task_rescheduled(request._abort)
+            else:  # dropped on arrival
+                await cancel_shielded_checkpoint()
+            result = request.result  # type: ignore[assignment]
         if entering:
             if type(result) is Drop:
                 raise Dropped(result)
