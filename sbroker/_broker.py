@@ -19,10 +19,10 @@ import trio
 
 from sbroker._host import Host, validate_meters
 from sbroker._pending import (
+    WOKEN,
     Pending,
     PendingRequest,
     TagRegistry,
-    WOKEN,
     TaskRequest,
     cancel_shielded_checkpoint,
     fresh_tag,

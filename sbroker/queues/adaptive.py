@@ -87,25 +87,30 @@ class _AdaptiveState(DequeState):
                     on_drop(self._popleft(), now)
         return congested
 
-    def _wake(self, congested: bool) -> int | None:
-        """A8 on a non-empty queue, given the congestion state of the last check."""
-        queue = self._entries
-        if len(queue) - self._dead <= self._min_len:
-            return None
-        if congested:
-            return queue[0].send_time + self._target
-        congestion_at = self._empty_at + self._interval
-        if self._timeout is None:
-            return congestion_at
-        expiry = queue[0].send_time + self._timeout
-        return min(expiry, congestion_at)
-
     def _check(self, now: int) -> int | None:
-        congested = self._expire(now)
-        if not self._entries:
-            self._empty_at = now  # A2: found or left empty
+        """A4, then the wake time (A8); found or left empty: ``empty_at = now`` (A2)."""
+        queue = self._entries
+        if len(queue) - self._dead > self._min_len:
+            # The common case first: the head is within the limit, nothing to drop.
+            head = queue[0].send_time
+            if now - self._empty_at >= self._interval:  # congested (A3)
+                expiry = head + self._target
+                if expiry > now:
+                    return expiry
+            else:
+                congestion_at = self._empty_at + self._interval
+                timeout = self._timeout
+                if timeout is None:
+                    return congestion_at
+                expiry = head + timeout
+                if expiry > now:
+                    return expiry if expiry < congestion_at else congestion_at
+            self._expire(now)
+            return self._check(now)  # the head is now within the limit: the fast path
+        elif queue:
             return None
-        return self._wake(congested)
+        self._empty_at = now  # A2: found or left empty
+        return None
 
     def handle_in(self, request: Request, now: int) -> int | None:
         """A5: an arrival at an empty queue restarts ``empty_at``; then Q11 and A4."""
@@ -125,10 +130,13 @@ class _AdaptiveState(DequeState):
         if not queue:  # (the check would drop nothing)
             self._empty_at = now
             return None
-        congested = self._expire(now)
-        if not queue:
-            self._empty_at = now
-            return None
+        congested = now - self._empty_at >= self._interval
+        limit = self._target if congested else self._timeout
+        if limit is not None and queue[0].send_time + limit <= now:
+            self._expire(now)  # the head is due: A4 first (congestion cannot change)
+            if not queue:
+                self._empty_at = now
+                return None
         # _pop/_popleft inlined
         if self._lifo or (self._adaptive and congested):
             request = queue.pop()
@@ -137,10 +145,7 @@ class _AdaptiveState(DequeState):
         self._members.discard(request)
         if self._dead:
             self._discard_dead_ends()
-        if not queue:
-            self._empty_at = now
-            return request, None
-        return request, self._wake(congested)
+        return request, self._check(now)  # A8 (nothing is due: the check drops nothing)
 
 
 def _check_timeout(policy: AdaptiveQueue) -> None:

@@ -190,6 +190,19 @@ class _CodelState(DequeState):
                 return None
         return self._check_at
 
+    def handle_in(self, request: Request, now: int) -> int | None:
+        """Q11 admission, then the check (C5), whose gate is tested here first."""
+        queue = self._entries
+        if self._max_len is None:  # self._admit, inlined for the unbounded queue
+            self._members.add(request)
+            queue.append(request)
+        else:
+            self._admit(request, now)
+        if len(queue) - self._dead <= self._min_len:
+            return None
+        check_at = self._check_at
+        return check_at if check_at > now else self._check(now)
+
     def _evaluate(self, now: int, floor: int) -> None:
         """Judge the head; drop while due (C5). Precondition: ``len > floor``."""
         queue = self._entries
