@@ -35,6 +35,7 @@ from sbroker._statistics import BrokerStatistics, recent_window, side_statistics
 from sbroker._units import NS_PER_SECOND
 from sbroker.meters import Meter, Sample
 from sbroker.queues import QueuePolicy, Request, TimeoutQueue
+from sbroker.queues._protocol import next_sequence
 
 Result = Go | Drop
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
@@ -42,6 +43,8 @@ _current_clock = trio.lowlevel.current_clock
 _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 _reschedule = trio.lowlevel.reschedule
+_new_object = object.__new__
+_NS_PER_SECOND = float(NS_PER_SECOND)  # a float: no int-to-float conversion per reading
 
 
 def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[Result]]:
@@ -57,7 +60,7 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
         clock = _current_clock()  # self._now(), inlined
         if clock is not self._clock:
             self._bind(clock)
-        now = round(clock.current_time() * NS_PER_SECOND)
+        now = round(clock.current_time() * _NS_PER_SECOND)
         side, other = self._sides[name]
         if self._guarded and not self._admit(side, now):
             await cancel_shielded_checkpoint()
@@ -88,7 +91,13 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
         if self._waiting is not side:
             self._waiting = side
             self._empty_time = now
-        request = TaskRequest(now, value, side.abandon)
+        request = _new_object(TaskRequest)  # TaskRequest(now, value, side.abandon), inlined
+        request.send_time = now
+        request.value = value
+        request.seq = next_sequence()
+        request.abandon = side.abandon
+        request.task = None
+        request.result = None
         side.wake = wake = side.state.handle_in(request, now)  # side.enqueue, inlined
         if wake is not None and wake < self._timer:
             self._schedule(wake)
