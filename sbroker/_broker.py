@@ -31,6 +31,7 @@ from sbroker._queue_side import QueueSide, validate_policy
 from sbroker._reconfiguration import PreparedPart, reconfigure
 from sbroker._reply import call, serve
 from sbroker._results import REFUSED, Drop, Go, new_result
+from sbroker._run_binding import current_thread as _current_thread
 from sbroker._statistics import BrokerStatistics, recent_window, side_statistics
 from sbroker._units import NS_PER_SECOND
 from sbroker.meters import Meter, Sample
@@ -39,7 +40,6 @@ from sbroker.queues._protocol import next_sequence
 
 Result = Go | Drop
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
-_current_clock = trio.lowlevel.current_clock
 _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 _reschedule = trio.lowlevel.reschedule
@@ -57,10 +57,9 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
 
     async def request(self: Broker, value: Any = None) -> Result:
         await _checkpoint_if_cancelled()
-        clock = _current_clock()  # self._now(), inlined
-        if clock is not self._clock:
-            self._bind(clock)
-        now = round(clock.current_time() * _NS_PER_SECOND)
+        if self._run.thread != _current_thread():  # self._now(), inlined
+            self._bind()
+        now = round(self._clock.current_time() * _NS_PER_SECOND)
         side, other = self._sides[name]
         if self._guarded and not self._admit(side, now):
             await cancel_shielded_checkpoint()

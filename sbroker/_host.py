@@ -22,6 +22,7 @@ import trio
 from sbroker._errors import BrokerClosed
 from sbroker._queue_side import QueueSide
 from sbroker._reconfiguration import attempt, raise_first
+from sbroker._run_binding import UNBOUND, current_run_mark, current_thread
 from sbroker._time import to_trio_time
 from sbroker._units import NS_PER_SECOND
 from sbroker._validators import check_factory
@@ -29,7 +30,6 @@ from sbroker.meters import Meter, MeterState, Protector, Sample
 from sbroker.meters.better import BetterMeterState
 
 logger = logging.getLogger("sbroker")
-_current_clock = trio.lowlevel.current_clock
 
 
 def validate_meters(meters: Iterable[Any]) -> tuple[Meter, ...]:
@@ -44,14 +44,6 @@ def validate_meters(meters: Iterable[Any]) -> tuple[Meter, ...]:
             raise ValueError(f"meters: at most one {type(meter).__name__} per host")
         seen.add(type(meter))
     return result
-
-
-def _running_clock() -> trio.abc.Clock | None:
-    """The clock of the trio run we are in, or ``None`` outside ``trio.run``."""
-    try:
-        return _current_clock()
-    except RuntimeError:
-        return None
 
 
 class _NullHost:
@@ -133,8 +125,10 @@ class Host:
     """
 
     def __init__(self) -> None:
-        # The clock of the trio run this host belongs to (None until first used in one).
-        self._clock = _running_clock()
+        # The trio run this host belongs to (UNBOUND until first used in one) and its clock.
+        self._run = current_run_mark() or UNBOUND
+        # None while unbound: read only after the run check (it binds or raises).
+        self._clock: trio.abc.Clock = self._run.clock  # type: ignore[assignment]
         self._staged_effects: list[Callable[[], None]] | None = None  # M2, while preparing
         self._closed = False
         self._running = False
@@ -206,19 +200,25 @@ class Host:
         Raises ``RuntimeError`` outside ``trio.run`` or in another run than the
         host's: times from two clocks cannot be compared.
         """
-        clock = _current_clock()
-        if clock is not self._clock:
-            self._bind(clock)
-        return round(clock.current_time() * NS_PER_SECOND)
+        if self._run.thread != current_thread():  # not in the host's run (_run_binding)
+            self._bind()
+        return round(self._clock.current_time() * NS_PER_SECOND)
 
-    def _bind(self, clock: trio.abc.Clock) -> None:
-        """Belong to the run whose clock is ``clock``, unless bound to another one."""
-        if self._clock is not None:
+    def _bind(self) -> None:
+        """Belong to the run we are in, unless bound to another one (``RuntimeError``)."""
+        run = current_run_mark()
+        if run is None:
             raise RuntimeError(
-                f"{type(self).__name__} belongs to another trio run: a broker or "
-                "regulator is used only in the trio.run it was created or first used in"
+                f"{type(self).__name__} used outside trio.run: call it from a trio task"
             )
-        self._clock = clock
+        if self._run is not run:
+            if self._run is not UNBOUND:
+                raise RuntimeError(
+                    f"{type(self).__name__} belongs to another trio run: a broker or "
+                    "regulator is used only in the trio.run it was created or first used in"
+                )
+            self._run = run
+            self._clock = run.clock  # type: ignore[assignment]
 
     # -- the timer -------------------------------------------------------------
 

@@ -76,3 +76,54 @@ def test_host_used_outside_any_run_raises() -> None:
     broker = in_run(_make_broker)
     with pytest.raises(RuntimeError):
         broker.nb_ask()
+
+
+def test_host_used_from_a_concurrent_run_in_another_thread_raises() -> None:
+    """The cheap check (the run's thread while the run lives) still sees another run."""
+    broker = Broker()
+    regulator = Regulator(valve=OpenValve(max_size=0))
+    errors: list[BaseException] = []
+
+    async def other_thread_run() -> None:
+        for call in (broker.ask_r, regulator.ask):
+            try:
+                await call()
+            except RuntimeError as exc:
+                errors.append(exc)
+        for sync_call in (broker.nb_ask_r, regulator.size):
+            try:
+                sync_call()
+            except RuntimeError as exc:
+                errors.append(exc)
+
+    async def home_run() -> None:
+        broker.async_ask("waits in the home run")  # binds both hosts to this run
+        regulator.async_ask()
+        await trio.to_thread.run_sync(trio.run, other_thread_run)
+        assert broker.len() == 1 and regulator.len() == 1  # nothing was matched or granted
+
+    trio.run(home_run)
+    assert len(errors) == 4
+    assert all("another trio run" in str(error) for error in errors)
+
+
+def test_host_called_from_a_plain_thread_during_its_run_raises() -> None:
+    async def home_run() -> None:
+        broker = Broker()
+        with pytest.raises(RuntimeError, match="outside trio.run"):
+            await trio.to_thread.run_sync(broker.nb_ask)
+        assert broker.nb_ask() == Drop(0)  # from its own run it works
+
+    trio.run(home_run)
+
+
+def test_run_end_is_noticed_by_hosts_of_that_run() -> None:
+    """A new run in the same thread is another run, though the thread id is the same."""
+    broker = in_run(_make_broker, start=5.0)
+
+    async def same_thread_again() -> None:
+        with pytest.raises(RuntimeError, match="another trio run"):
+            broker.nb_ask_r()
+        assert broker.statistics().ask.waiting == 1  # the left-over ask is untouched
+
+    in_run(same_thread_again)

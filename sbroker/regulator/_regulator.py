@@ -36,6 +36,7 @@ from sbroker._pending import (
 from sbroker._queue_side import QueueSide, validate_policy
 from sbroker._reconfiguration import PreparedPart, reconfigure
 from sbroker._results import REFUSED, Drop, Go, NotFound, Stop, new_result
+from sbroker._run_binding import current_thread as _current_thread
 from sbroker._statistics import RegulatorStatistics, recent_window, side_statistics
 from sbroker._time import now_ns
 from sbroker._units import NS_PER_SECOND
@@ -47,7 +48,6 @@ from sbroker.regulator.open_valve import OpenValve
 
 Result = Go | Drop
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
-_current_clock = trio.lowlevel.current_clock
 _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 
@@ -251,10 +251,9 @@ class Regulator(Host):
             now = self._now()
             self._catch_up(now)
             return now
-        clock = _current_clock()  # self._now(), inlined
-        if clock is not self._clock:
-            self._bind(clock)
-        now = round(clock.current_time() * NS_PER_SECOND)
+        if self._run.thread != _current_thread():  # self._now(), inlined
+            self._bind()
+        now = round(self._clock.current_time() * NS_PER_SECOND)
         valve, queue = self._valve_wake, self._queue.wake  # self._deadline(), inlined
         if (valve is not None and valve <= now) or (queue is not None and queue <= now):
             self._settle(self._valve.timeout(now), now)
