@@ -53,19 +53,36 @@ from sbroker.queues._protocol import Request
 
 
 class _AdaptiveState(DequeState):
-    __slots__ = ("_adaptive", "_empty_at", "_interval", "_target", "_timeout")
+    """The queue and ``empty_at`` (A2), kept as ``congestion_at = empty_at + interval``.
 
-    _empty_at: int
+    Congestion (A3) is then one comparison, ``now >= congestion_at``, and the
+    wake time while not congested (A8) needs no arithmetic of its own.
+    """
+
+    __slots__ = ("_adaptive", "_congestion_at", "_interval", "_target", "_timeout")
+
+    _congestion_at: int
+
+    @property
+    def _empty_at(self) -> int:
+        """A2's ``empty_at``: when the queue was last found or left empty."""
+        return self._congestion_at - self._interval
 
     def _adopt(self, policy: AdaptiveQueue) -> None:
         super()._adopt(policy)
         self._adaptive = policy.out == "adaptive"
         self._target = to_ns(policy.target)
-        self._interval = to_ns(policy.interval)
         self._timeout = optional_ns(policy.timeout)
+        try:
+            empty_at = self._empty_at  # A7: a config change keeps empty_at
+        except AttributeError:
+            empty_at = None  # first adoption: start() sets it
+        self._interval = to_ns(policy.interval)
+        if empty_at is not None:
+            self._congestion_at = empty_at + self._interval
 
     def start(self, now: int) -> int | None:
-        self._empty_at = now  # A2: init, also when taking over requests
+        self._congestion_at = now + self._interval  # A2: init, also when taking over requests
         return self._trim_and_check(now)
 
     def _expire(self, now: int) -> bool:
@@ -75,7 +92,7 @@ class _AdaptiveState(DequeState):
         while the queue is non-empty. Congestion cannot change during the loop:
         ``empty_at`` only moves when the queue empties, which ends the loop.
         """
-        congested = now - self._empty_at >= self._interval
+        congested = now >= self._congestion_at
         queue = self._entries
         min_len = self._min_len
         if len(queue) - self._dead > min_len:
@@ -93,12 +110,12 @@ class _AdaptiveState(DequeState):
         if len(queue) - self._dead > self._min_len:
             # The common case first: the head is within the limit, nothing to drop.
             head = queue[0].send_time
-            if now - self._empty_at >= self._interval:  # congested (A3)
+            congestion_at = self._congestion_at
+            if now >= congestion_at:  # congested (A3)
                 expiry = head + self._target
                 if expiry > now:
                     return expiry
             else:
-                congestion_at = self._empty_at + self._interval
                 timeout = self._timeout
                 if timeout is None:
                     return congestion_at
@@ -109,14 +126,14 @@ class _AdaptiveState(DequeState):
             return self._check(now)  # the head is now within the limit: the fast path
         elif queue:
             return None
-        self._empty_at = now  # A2: found or left empty
+        self._congestion_at = now + self._interval  # A2: found or left empty
         return None
 
     def handle_in(self, request: Request, now: int) -> int | None:
         """A5: an arrival at an empty queue restarts ``empty_at``; then Q11 and A4."""
         queue = self._entries
         if not queue:
-            self._empty_at = now
+            self._congestion_at = now + self._interval
         if self._max_len is None:  # self._admit, inlined for the unbounded queue
             self._members.add(request)
             queue.append(request)
@@ -128,14 +145,14 @@ class _AdaptiveState(DequeState):
         """A6: check, then serve the head, or the tail (lifo; adaptive when congested)."""
         queue = self._entries
         if not queue:  # (the check would drop nothing)
-            self._empty_at = now
+            self._congestion_at = now + self._interval
             return None
-        congested = now - self._empty_at >= self._interval
+        congested = now >= self._congestion_at
         limit = self._target if congested else self._timeout
         if limit is not None and queue[0].send_time + limit <= now:
             self._expire(now)  # the head is due: A4 first (congestion cannot change)
             if not queue:
-                self._empty_at = now
+                self._congestion_at = now + self._interval
                 return None
         # _pop/_popleft inlined
         if self._lifo or (self._adaptive and congested):
