@@ -72,7 +72,7 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
                 self._schedule(wake)
             waited = now - counterparty.send_time
             self._matches += 1
-            self._recent.append(other.sign * waited)
+            self._recent.append(waited if other is self._ask else -waited)  # > 0: ask waited
             ref = counterparty.seq  # unique: the arrival number serves as the match's ref
             answer = new_result(Go, (ref, value, waited, waited))
             if type(counterparty) is TaskRequest:  # counterparty.answer(answer), inlined
