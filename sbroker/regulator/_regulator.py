@@ -85,28 +85,49 @@ _RELEASED = _Finished()
 
 
 def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
-    """Make ``Regulator.ask`` and the entering of ``permit()`` from one body.
+    """Make ``Regulator.ask`` and ``PermitHold.__aenter__`` from one body.
 
-    Entering takes its value from the :class:`PermitHold`, raises
-    :class:`~sbroker.Dropped` on a ``Drop`` and notes the permit in the
-    hold, all in the same coroutine as the ask (no second layer).
+    Entering is called on the :class:`PermitHold`: it takes the regulator
+    and the value from the hold, raises :class:`~sbroker.Dropped` on a
+    ``Drop`` and notes the permit in the hold, all in the one coroutine of
+    the ask (no second layer). The unguarded open case, the hot path, runs
+    ``_begin`` and ``_grant`` inlined.
     """
 
-    async def ask(self: Regulator, value: Any = None) -> Any:
+    async def ask(self: Any, value: Any = None) -> Any:
         await _checkpoint_if_cancelled()
-        hold: PermitHold = value
         if entering:
+            hold: PermitHold = self
+            self = hold._regulator
             value = hold._value
-        now = self._begin_gated() if self._guarded else self._begin()
+        regulator: Regulator = self
+        if regulator._guarded:
+            now = regulator._begin_gated()
+        else:  # regulator._begin(), inlined
+            clock = _current_clock()
+            if clock is not regulator._clock:
+                regulator._bind(clock)
+            now = round(clock.current_time() * NS_PER_SECOND)
+            valve_wake, queue_wake = regulator._valve_wake, regulator._queue.wake
+            if (valve_wake is not None and valve_wake <= now) or (
+                queue_wake is not None and queue_wake <= now
+            ):
+                regulator._settle(regulator._valve.timeout(now), now)
         if now is None:
             await cancel_shielded_checkpoint()
             result: Result = REFUSED
-        elif self._open:
-            result = self._grant(now, _current_task())
+        elif regulator._open:  # R5: regulator._grant(now, task), inlined
+            ref = Permit()
+            open_time, verdict = regulator._valve.ask(ref, _current_task(), now)
+            regulator._granted += 1
+            regulator._recent.append(0)  # granted at once: waited 0
+            if verdict is not OPEN or regulator._valve_wake is not None:
+                regulator._settle(verdict, now)  # (else it would change nothing)
+            result = new_result(Go, (ref, regulator, open_time - now, 0))
             await cancel_shielded_checkpoint()
         else:
-            request = TaskRequest(now, value, self._abandon_task)
-            self._enqueued(request, now)
+            request = TaskRequest(now, value, regulator._abandon_task)
+            regulator._enqueued(request, now)
             if request.result is None:  # request.wait(), inlined
                 request.task = _current_task()
                 await _wait_task_rescheduled(request._abort)
@@ -128,20 +149,26 @@ class PermitHold:
     Entering asks for a permit (raising :class:`~sbroker.Dropped` when the
     ask is dropped) and returns its ``Go``; leaving releases it, however the
     block exits, unless the regulator was closed meanwhile. A class rather
-    than a generator: entering and leaving cost no generator frame.
+    than a generator: entering and leaving cost no generator frame, and
+    entering is the ask's own coroutine.
     """
 
     __slots__ = ("_ref", "_regulator", "_value")
+    _ref: Hashable
 
     def __init__(self, regulator: Regulator, value: Any) -> None:
         self._regulator = regulator
         self._value = value
-        self._ref: Hashable = None
 
-    def __aenter__(self) -> Awaitable[Go]:
-        return self._regulator._enter(self)  # ask itself: no coroutine of its own
+    if TYPE_CHECKING:
 
-    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
+        async def __aenter__(self) -> Go:
+            """Ask for the permit: its ``Go``; raises ``Dropped`` when dropped."""
+
+    else:
+        __aenter__ = _asking(entering=True)
+
+    def __aexit__(self, exc_type: object, exc: object, tb: object) -> Awaitable[None]:
         regulator = self._regulator
         if not regulator._closed:
             regulator.done(self._ref)
@@ -193,16 +220,15 @@ class Regulator(Host):
     # -- R14: reacting to the valve -------------------------------------------------
 
     def _settle(self, verdict: Verdict, now: int, *, queue_checked: bool = False) -> None:
-        was_open = self._open
         status, wake = verdict
         self._valve_wake = wake
         if status == "open":
-            if not was_open:
-                self._drain(now)
-                wake = self._valve_wake
+            if not self._open:
+                self._drain(now)  # schedules the valve's wake itself
+                return
         else:
-            self._open = False
-            if was_open:
+            if self._open:
+                self._open = False
                 self._empty_time = now
             elif not queue_checked:
                 self._queue.woke(self._queue.state.handle_timeout(now))
@@ -210,17 +236,20 @@ class Regulator(Host):
             self._schedule(wake)
 
     def _drain(self, now: int) -> None:
-        """R7: grant waiting asks while the valve stays open."""
+        """R7: grant waiting asks while the valve stays open; then schedule its wake."""
         queue = self._queue
+        handle_out = queue.state.handle_out
         while True:
-            item = queue.state.handle_out(now)
+            item = handle_out(now)
             if item is None:
                 queue.wake = None
                 self._open = True
                 self._empty_time = now
-                return
+                break
             request, wake = item
-            queue.woke(wake)
+            queue.wake = wake  # queue.woke(wake), inlined
+            if wake is not None and wake < self._timer:
+                self._schedule(wake)
             ref = Permit()
             open_time, verdict = self._valve.ask(ref, getattr(request, "task", None), now)
             sent = request.send_time
@@ -231,7 +260,10 @@ class Regulator(Host):
             self._valve_wake = verdict.wake_at
             if verdict.status == "closed":
                 self._open = False
-                return
+                break
+        wake = self._valve_wake
+        if wake is not None and wake < self._timer:
+            self._schedule(wake)
 
     def _catch_up(self, now: int) -> None:
         """R4: run overdue valve and queue work before handling a call."""
@@ -297,12 +329,8 @@ class Regulator(Host):
             released with :meth:`done` (or use :meth:`permit`).
             """
 
-        async def _enter(self, hold: PermitHold) -> Go:
-            """``hold.__aenter__``: ``ask``, raising ``Dropped``, noting the permit in ``hold``."""
-
     else:
         ask = _asking(entering=False)
-        _enter = _asking(entering=True)
 
     def _abandon(self, request: Request) -> None:
         """R12: a waiting task was cancelled."""
@@ -387,10 +415,24 @@ class Regulator(Host):
 
     def done(self, ref: Hashable) -> bool:
         """R9: release permit ``ref``; ``False`` if it is unknown (or released already)."""
-        now = self._begin()
+        if self._guarded:
+            now = self._begin()
+        else:  # self._begin(), inlined
+            clock = _current_clock()
+            if clock is not self._clock:
+                self._bind(clock)
+            now = round(clock.current_time() * NS_PER_SECOND)
+            valve_wake, queue_wake = self._valve_wake, self._queue.wake
+            if (valve_wake is not None and valve_wake <= now) or (
+                queue_wake is not None and queue_wake <= now
+            ):
+                self._settle(self._valve.timeout(now), now)
         found, verdict = self._valve.done(ref, now)
-        if verdict is not OPEN or not self._open or self._valve_wake is not None:
-            self._settle(verdict, now)  # (else it would change nothing)
+        if verdict is OPEN and self._valve_wake is None:  # self._settle(verdict, now), inlined
+            if not self._open:
+                self._drain(now)
+        else:
+            self._settle(verdict, now)
         return found
 
     def update(self, relative_time_ns: int) -> None:
