@@ -16,6 +16,7 @@ holds after every call: while the valve is open, no ask waits.
 
 from __future__ import annotations
 
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Hashable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ from sbroker._units import NS_PER_SECOND
 from sbroker._validators import check_factory
 from sbroker.meters import Meter, Sample
 from sbroker.queues import QueuePolicy, Request, TimeoutQueue
-from sbroker.regulator._valve_protocol import OPEN, Valve, ValveState, Verdict
+from sbroker.regulator._valve_protocol import CLOSED, OPEN, Valve, ValveState, Verdict
 from sbroker.regulator.open_valve import OpenValve
 
 Result = Go | Drop
@@ -50,6 +51,12 @@ _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _current_clock = trio.lowlevel.current_clock
 _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+#: ``round(seconds * NS_PER_SECOND)`` as ``_round(seconds * _NS_PER_SECOND_F)``: the
+#: same int (the product is a float either way), without ``round`` looking up
+#: ``__round__`` (~40 ns less per clock reading on the hot path).
+_round = float.__round__
+_NS_PER_SECOND_F = float(NS_PER_SECOND)
+_new_hold = object.__new__
 
 
 class Permit(Token):
@@ -70,18 +77,20 @@ def _finished() -> Generator[None, None, None]:
     yield  # a generator function, run to its end once below
 
 
-class _Finished:
-    """An awaitable that is already finished (``None``): no coroutine to make or run."""
+def _released() -> Awaitable[None]:
+    """What ``PermitHold.__aexit__`` returns: an exhausted generator-based coroutine.
 
-    __slots__ = ()
+    ``await`` takes such a generator as it is (no ``__await__`` call to make)
+    and, as it is exhausted, finishes at once with ``None``, every time (a
+    generator, unlike a coroutine, may be resumed after its end): awaiting it
+    runs no Python frame.
+    """
+    generator = types.coroutine(_finished)()
+    next(generator, None)  # type: ignore[call-overload]
+    return generator
 
-    def __await__(self) -> Generator[None, None, None]:
-        return _FINISHED_GENERATOR  # exhausted: ``await`` returns ``None`` at once
 
-
-_FINISHED_GENERATOR = _finished()
-next(_FINISHED_GENERATOR, None)
-_RELEASED = _Finished()
+_RELEASED = _released()
 
 
 def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
@@ -107,7 +116,7 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
             clock = _current_clock()
             if clock is not regulator._clock:
                 regulator._bind(clock)
-            now = round(clock.current_time() * NS_PER_SECOND)
+            now = _round(clock.current_time() * _NS_PER_SECOND_F)
             valve_wake, queue_wake = regulator._valve_wake, regulator._queue.wake
             if (valve_wake is not None and valve_wake <= now) or (
                 queue_wake is not None and queue_wake <= now
@@ -122,7 +131,11 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
             regulator._granted += 1
             regulator._recent.append(0)  # granted at once: waited 0
             if verdict is not OPEN or regulator._valve_wake is not None:
-                regulator._settle(verdict, now)  # (else it would change nothing)
+                if verdict is CLOSED and regulator._valve_wake is None:
+                    regulator._open = False  # regulator._settle(verdict, now), inlined
+                    regulator._empty_time = now
+                else:
+                    regulator._settle(verdict, now)
             result = new_result(Go, (ref, regulator, open_time - now, 0))
             await cancel_shielded_checkpoint()
         else:
@@ -155,10 +168,8 @@ class PermitHold:
 
     __slots__ = ("_ref", "_regulator", "_value")
     _ref: Hashable
-
-    def __init__(self, regulator: Regulator, value: Any) -> None:
-        self._regulator = regulator
-        self._value = value
+    _regulator: Regulator
+    _value: Any
 
     if TYPE_CHECKING:
 
@@ -394,7 +405,10 @@ class Regulator(Host):
         was closed meanwhile). Raises :class:`~sbroker.Dropped` (carrying the
         ``Drop``) if the ask is dropped.
         """
-        return PermitHold(self, value)
+        hold: PermitHold = _new_hold(PermitHold)  # no __init__ frame
+        hold._regulator = self
+        hold._value = value
+        return hold
 
     # -- permit holders --------------------------------------------------------------------
 
@@ -421,7 +435,7 @@ class Regulator(Host):
             clock = _current_clock()
             if clock is not self._clock:
                 self._bind(clock)
-            now = round(clock.current_time() * NS_PER_SECOND)
+            now = _round(clock.current_time() * _NS_PER_SECOND_F)
             valve_wake, queue_wake = self._valve_wake, self._queue.wake
             if (valve_wake is not None and valve_wake <= now) or (
                 queue_wake is not None and queue_wake <= now
