@@ -156,6 +156,54 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
     return ask
 
 
+def _releasing(*, exiting: bool) -> Callable[..., Any]:
+    """Make ``Regulator.done`` and ``PermitHold.__aexit__`` from one body.
+
+    Exiting is called on the :class:`PermitHold` with the block's exception:
+    it releases the hold's permit, does nothing once the regulator is closed,
+    and returns an awaitable that is already finished (the release is
+    synchronous). The unguarded case, the hot path, runs ``_begin`` and
+    ``_settle`` inlined.
+    """
+
+    def done(self: Any, ref: Any, exc: object = None, tb: object = None) -> Any:
+        if exiting:
+            regulator: Regulator = self._regulator
+            ref = self._ref
+        else:
+            regulator = self
+        if regulator._guarded:
+            if exiting and regulator._closed:
+                return _RELEASED
+            now = regulator._begin()
+        else:  # regulator._begin(), inlined
+            clock = _current_clock()
+            if clock is not regulator._clock:
+                regulator._bind(clock)
+            now = _round(clock.current_time() * _NS_PER_SECOND_F)
+            valve_wake, queue_wake = regulator._valve_wake, regulator._queue.wake
+            if (valve_wake is not None and valve_wake <= now) or (
+                queue_wake is not None and queue_wake <= now
+            ):
+                regulator._settle(regulator._valve.timeout(now), now)
+        found, verdict = regulator._valve.done(ref, now)
+        if verdict is OPEN and regulator._valve_wake is None:  # regulator._settle, inlined
+            if not regulator._open:  # R7 on closed -> open
+                queue = regulator._queue
+                item = queue.state.handle_out(now)
+                if item is None:
+                    queue.wake = None
+                    regulator._open = True
+                    regulator._empty_time = now
+                else:
+                    regulator._drain(now, item)
+        else:
+            regulator._settle(verdict, now)
+        return _RELEASED if exiting else found
+
+    return done
+
+
 class PermitHold:
     """The async context manager :meth:`Regulator.permit` returns.
 
@@ -179,11 +227,13 @@ class PermitHold:
     else:
         __aenter__ = _asking(entering=True)
 
-    def __aexit__(self, exc_type: object, exc: object, tb: object) -> Awaitable[None]:
-        regulator = self._regulator
-        if not regulator._closed:
-            regulator.done(self._ref)
-        return _RELEASED  # the release is synchronous: nothing left to await
+    if TYPE_CHECKING:
+
+        def __aexit__(self, exc_type: object, exc: object, tb: object) -> Awaitable[None]:
+            """Release the permit (unless the regulator was closed meanwhile)."""
+
+    else:
+        __aexit__ = _releasing(exiting=True)
 
 
 class Regulator(Host):
@@ -235,7 +285,7 @@ class Regulator(Host):
         self._valve_wake = wake
         if status == "open":
             if not self._open:
-                self._drain(now)  # schedules the valve's wake itself
+                self._drain(now, self._queue.state.handle_out(now))  # schedules the wake
                 return
         else:
             if self._open:
@@ -246,17 +296,12 @@ class Regulator(Host):
         if wake is not None and wake < self._timer:  # self._schedule(wake), inlined
             self._schedule(wake)
 
-    def _drain(self, now: int) -> None:
-        """R7: grant waiting asks while the valve stays open; then schedule its wake."""
+    def _drain(self, now: int, item: tuple[Request, int | None] | None) -> None:
+        """R7 from ``item``, the queue's first ``handle_out``: grant waiting asks
+        while the valve stays open; then schedule the valve's wake."""
         queue = self._queue
         handle_out = queue.state.handle_out
-        while True:
-            item = handle_out(now)
-            if item is None:
-                queue.wake = None
-                self._open = True
-                self._empty_time = now
-                break
+        while item is not None:
             request, wake = item
             queue.wake = wake  # queue.woke(wake), inlined
             if wake is not None and wake < self._timer:
@@ -272,6 +317,11 @@ class Regulator(Host):
             if verdict.status == "closed":
                 self._open = False
                 break
+            item = handle_out(now)
+        else:
+            queue.wake = None
+            self._open = True
+            self._empty_time = now
         wake = self._valve_wake
         if wake is not None and wake < self._timer:
             self._schedule(wake)
@@ -427,27 +477,13 @@ class Regulator(Host):
             return Go(ref, self, open_time - now, 0)
         return Stop(0) if kind == "done" else NotFound(0)
 
-    def done(self, ref: Hashable) -> bool:
-        """R9: release permit ``ref``; ``False`` if it is unknown (or released already)."""
-        if self._guarded:
-            now = self._begin()
-        else:  # self._begin(), inlined
-            clock = _current_clock()
-            if clock is not self._clock:
-                self._bind(clock)
-            now = _round(clock.current_time() * _NS_PER_SECOND_F)
-            valve_wake, queue_wake = self._valve_wake, self._queue.wake
-            if (valve_wake is not None and valve_wake <= now) or (
-                queue_wake is not None and queue_wake <= now
-            ):
-                self._settle(self._valve.timeout(now), now)
-        found, verdict = self._valve.done(ref, now)
-        if verdict is OPEN and self._valve_wake is None:  # self._settle(verdict, now), inlined
-            if not self._open:
-                self._drain(now)
-        else:
-            self._settle(verdict, now)
-        return found
+    if TYPE_CHECKING:  # the signature; the body is made by _releasing
+
+        def done(self, ref: Hashable) -> bool:
+            """R9: release permit ``ref``; ``False`` if it is unknown (or released already)."""
+
+    else:
+        done = _releasing(exiting=False)
 
     def update(self, relative_time_ns: int) -> None:
         """R10: feed the valve a measurement in ns (e.g. a broker's relative time)."""
