@@ -44,7 +44,7 @@ from sbroker._validators import check_factory
 from sbroker.meters import Meter, Sample
 from sbroker.queues import QueuePolicy, Request, TimeoutQueue
 from sbroker.regulator._valve_protocol import CLOSED, OPEN, Valve, ValveState, Verdict
-from sbroker.regulator.open_valve import OpenValve
+from sbroker.regulator.open_valve import OpenValve, OpenValveState
 
 Result = Go | Drop
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
@@ -127,7 +127,15 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
             result: Result = REFUSED
         elif regulator._open:  # R5: regulator._grant(now, task), inlined
             ref = Permit()
-            open_time, verdict = regulator._valve.ask(ref, _current_task(), now)
+            valve = regulator._open_valve
+            if valve is None:
+                open_time, verdict = regulator._valve.ask(ref, _current_task(), now)
+            else:  # valve.ask(ref, task, now) of the OpenValve (open_valve.py), inlined
+                running = valve._running
+                running[ref] = _current_task()
+                open_time = valve._base
+                max_size = valve._max
+                verdict = CLOSED if max_size is not None and len(running) >= max_size else OPEN
             regulator._granted += 1
             regulator._recent.append(0)  # granted at once: waited 0
             if verdict is not OPEN or regulator._valve_wake is not None:
@@ -186,7 +194,20 @@ def _releasing(*, exiting: bool) -> Callable[..., Any]:
                 queue_wake is not None and queue_wake <= now
             ):
                 regulator._settle(regulator._valve.timeout(now), now)
-        found, verdict = regulator._valve.done(ref, now)
+        valve = regulator._open_valve
+        if valve is None:
+            found, verdict = regulator._valve.done(ref, now)
+        else:  # valve.done(ref, now) of the OpenValve (open_valve.py), inlined
+            running = valve._running
+            n = len(running)
+            found = ref in running
+            if found:
+                if n == valve._floor:
+                    valve._base = now
+                del running[ref]
+                n -= 1
+            max_size = valve._max
+            verdict = CLOSED if max_size is not None and n >= max_size else OPEN
         if verdict is OPEN and regulator._valve_wake is None:  # regulator._settle, inlined
             if not regulator._open:  # R7 on closed -> open
                 queue = regulator._queue
@@ -266,7 +287,9 @@ class Regulator(Host):
         self._pending = TagRegistry()
         self._valve_config = valve
         self._valve: ValveState
-        self._valve, verdict = valve.init({}, now)
+        self._open_valve: OpenValveState | None  # the same state when it is an OpenValve's
+        state, verdict = valve.init({}, now)
+        self._set_valve(state)
         self._open = verdict.status == "open"
         self._valve_wake = verdict.wake_at
         self._schedule(verdict.wake_at)
@@ -277,6 +300,11 @@ class Regulator(Host):
         self._abandon_task = self._abandon  # bound once: shared by every parked ask
         self._withdraw = self._cancel_pending  # bound once: every Pending.cancel
         self._init_meters(meter_list, now)
+
+    def _set_valve(self, state: ValveState) -> None:
+        """Run ``state``; the hot path inlines the ``ask`` and ``done`` of an OpenValve's."""
+        self._valve = state
+        self._open_valve = state if type(state) is OpenValveState else None
 
     # -- R14: reacting to the valve -------------------------------------------------
 
@@ -645,10 +673,12 @@ class ValveChange:
         else:
             running = regulator._valve.terminate()
             try:
-                regulator._valve, self.verdict = valve.init(running, now)
+                state, self.verdict = valve.init(running, now)
             except BaseException:
-                regulator._valve, _verdict = regulator._valve_config.init(running, now)
+                state, _verdict = regulator._valve_config.init(running, now)
+                regulator._set_valve(state)
                 raise
+            regulator._set_valve(state)
         regulator._valve_config = valve
 
     def abandon(self) -> None:
