@@ -56,7 +56,6 @@ _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 #: ``__round__`` (~40 ns less per clock reading on the hot path).
 _round = float.__round__
 _NS_PER_SECOND_F = float(NS_PER_SECOND)
-_new_hold = object.__new__
 
 
 class Permit(Token):
@@ -483,7 +482,7 @@ class Regulator(Host):
         was closed meanwhile). Raises :class:`~sbroker.Dropped` (carrying the
         ``Drop``) if the ask is dropped.
         """
-        hold: PermitHold = _new_hold(PermitHold)  # no __init__ frame
+        hold = PermitHold()  # no __init__ frame
         hold._regulator = self
         hold._value = value
         return hold
