@@ -56,6 +56,7 @@ _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 #: ``__round__`` (~40 ns less per clock reading on the hot path).
 _round = float.__round__
 _NS_PER_SECOND_F = float(NS_PER_SECOND)
+_UNKNOWN = object()  # what popping an unknown permit from a valve's running locks gives
 
 
 class Permit(Token):
@@ -129,20 +130,20 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
             valve = regulator._open_valve
             if valve is None:
                 open_time, verdict = regulator._valve.ask(ref, _current_task(), now)
+                regulator._granted += 1
+                regulator._recent.append(0)  # granted at once: waited 0
+                if verdict is not OPEN or regulator._valve_wake is not None:
+                    regulator._settle(verdict, now)  # (else it would change nothing)
             else:  # valve.ask(ref, task, now) of the OpenValve (open_valve.py), inlined
                 running = valve._running
                 running[ref] = _current_task()
                 open_time = valve._base
                 max_size = valve._max
-                verdict = CLOSED if max_size is not None and len(running) >= max_size else OPEN
-            regulator._granted += 1
-            regulator._recent.append(0)  # granted at once: waited 0
-            if verdict is not OPEN or regulator._valve_wake is not None:
-                if verdict is CLOSED and regulator._valve_wake is None:
-                    regulator._open = False  # regulator._settle(verdict, now), inlined
-                    regulator._empty_time = now
-                else:
-                    regulator._settle(verdict, now)
+                if max_size is not None and len(running) >= max_size:
+                    regulator._open = False  # regulator._settle(CLOSED, now), inlined
+                    regulator._empty_time = now  # (an OpenValve never wakes)
+                regulator._granted += 1
+                regulator._recent.append(0)
             result = new_result(Go, (ref, regulator, open_time - now, 0))
             await cancel_shielded_checkpoint()
         else:
@@ -187,6 +188,13 @@ def _releasing(*, exiting: bool) -> Callable[..., Any]:
             clock = _current_clock()
             if clock is not regulator._clock:
                 regulator._bind(clock)
+            valve = regulator._open_valve
+            if valve is not None and regulator._open and regulator._queue.wake is None:
+                # An open OpenValve's release needs no time: below max_size its base
+                # stays and it stays open, and R4 has nothing due (an OpenValve never
+                # wakes, an open regulator's queue is empty): no clock reading.
+                found = valve._running.pop(ref, _UNKNOWN) is not _UNKNOWN
+                return _RELEASED if exiting else found
             now = _round(clock.current_time() * _NS_PER_SECOND_F)
             valve_wake, queue_wake = regulator._valve_wake, regulator._queue.wake
             if (valve_wake is not None and valve_wake <= now) or (
@@ -196,6 +204,9 @@ def _releasing(*, exiting: bool) -> Callable[..., Any]:
         valve = regulator._open_valve
         if valve is None:
             found, verdict = regulator._valve.done(ref, now)
+            opens = verdict is OPEN and regulator._valve_wake is None
+            if not opens:
+                regulator._settle(verdict, now)
         else:  # valve.done(ref, now) of the OpenValve (open_valve.py), inlined
             running = valve._running
             n = len(running)
@@ -206,19 +217,18 @@ def _releasing(*, exiting: bool) -> Callable[..., Any]:
                 del running[ref]
                 n -= 1
             max_size = valve._max
-            verdict = CLOSED if max_size is not None and n >= max_size else OPEN
-        if verdict is OPEN and regulator._valve_wake is None:  # regulator._settle, inlined
-            if not regulator._open:  # R7 on closed -> open
-                queue = regulator._queue
-                item = queue.state.handle_out(now)
-                if item is None:
-                    queue.wake = None
-                    regulator._open = True
-                    regulator._empty_time = now
-                else:
-                    regulator._drain(now, item)
-        else:
-            regulator._settle(verdict, now)
+            opens = max_size is None or n < max_size
+            if not opens:
+                regulator._settle(CLOSED, now)
+        if opens and not regulator._open:  # regulator._settle(OPEN, now), inlined: R7
+            queue = regulator._queue
+            item = queue.state.handle_out(now)
+            if item is None:
+                queue.wake = None
+                regulator._open = True
+                regulator._empty_time = now
+            else:
+                regulator._drain(now, item)
         return _RELEASED if exiting else found
 
     return done
