@@ -100,32 +100,29 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
     and the value from the hold, raises :class:`~sbroker.Dropped` on a
     ``Drop`` and notes the permit in the hold, all in the one coroutine of
     the ask (no second layer). The unguarded open case, the hot path, runs
-    ``_begin`` and ``_grant`` inlined.
+    ``_begin`` and ``_grant`` inlined, and an OpenValve's ``ask`` too.
     """
 
-    async def ask(self: Any, value: Any = None) -> Any:
+    async def ask(regulator: Any, value: Any = None) -> Any:
         await _checkpoint_if_cancelled()
         if entering:
-            hold: PermitHold = self
-            self = hold._regulator
-            value = hold._value
-        regulator: Regulator = self
+            hold: PermitHold = regulator
+            regulator = hold._regulator
         if regulator._guarded:
             now = regulator._begin_gated()
+            if now is None:  # refused by the protector (P12)
+                await cancel_shielded_checkpoint()
+                if entering:
+                    raise Dropped(REFUSED)
+                return REFUSED
         else:  # regulator._begin(), inlined
             clock = _current_clock()
             if clock is not regulator._clock:
                 regulator._bind(clock)
             now = _round(clock.current_time() * _NS_PER_SECOND_F)
-            valve_wake, queue_wake = regulator._valve_wake, regulator._queue.wake
-            if (valve_wake is not None and valve_wake <= now) or (
-                queue_wake is not None and queue_wake <= now
-            ):
-                regulator._settle(regulator._valve.timeout(now), now)
-        if now is None:
-            await cancel_shielded_checkpoint()
-            result: Result = REFUSED
-        elif regulator._open:  # R5: regulator._grant(now, task), inlined
+            if regulator._timer <= now:  # R4: a wake may be due (every wake is on the timer)
+                regulator._handle_timeouts(now)
+        if regulator._open:  # R5: regulator._grant(now, task), inlined
             ref = Permit()
             valve = regulator._open_valve
             if valve is None:
@@ -144,17 +141,19 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
                     regulator._empty_time = now  # (an OpenValve never wakes)
                 regulator._granted += 1
                 regulator._recent.append(0)
-            result = new_result(Go, (ref, regulator, open_time - now, 0))
+            go = new_result(Go, (ref, regulator, open_time - now, 0))
             await cancel_shielded_checkpoint()
-        else:
-            request = TaskRequest(now, value, regulator._abandon_task)
-            regulator._enqueued(request, now)
-            if request.result is None:  # request.wait(), inlined
-                request.task = _current_task()
-                await _wait_task_rescheduled(request._abort)
-            else:  # dropped on arrival
-                await cancel_shielded_checkpoint()
-            result = request.result  # type: ignore[assignment]
+            if entering:
+                hold._ref = ref
+            return go
+        request = TaskRequest(now, hold._value if entering else value, regulator._abandon_task)
+        regulator._enqueued(request, now)
+        if request.result is None:  # request.wait(), inlined
+            request.task = _current_task()
+            await _wait_task_rescheduled(request._abort)
+        else:  # dropped on arrival
+            await cancel_shielded_checkpoint()
+        result: Result = request.result  # type: ignore[assignment]
         if entering:
             if type(result) is Drop:
                 raise Dropped(result)
@@ -171,15 +170,15 @@ def _releasing(*, exiting: bool) -> Callable[..., Any]:
     it releases the hold's permit, does nothing once the regulator is closed,
     and returns an awaitable that is already finished (the release is
     synchronous). The unguarded case, the hot path, runs ``_begin`` and
-    ``_settle`` inlined.
+    ``_settle`` inlined, and an OpenValve's ``done`` too.
     """
 
-    def done(self: Any, ref: Any, exc: object = None, tb: object = None) -> Any:
+    def done(regulator: Any, ref: Any, exc: object = None, tb: object = None) -> Any:
         if exiting:
-            regulator: Regulator = self._regulator
-            ref = self._ref
-        else:
-            regulator = self
+            hold: PermitHold = regulator
+            regulator = hold._regulator
+            ref = hold._ref
+        valve: OpenValveState | None = regulator._open_valve
         if regulator._guarded:
             if exiting and regulator._closed:
                 return _RELEASED
@@ -188,39 +187,33 @@ def _releasing(*, exiting: bool) -> Callable[..., Any]:
             clock = _current_clock()
             if clock is not regulator._clock:
                 regulator._bind(clock)
-            valve = regulator._open_valve
-            if valve is not None and regulator._open and regulator._queue.wake is None:
+            if regulator._open and valve is not None and regulator._queue.wake is None:
                 # An open OpenValve's release needs no time: below max_size its base
                 # stays and it stays open, and R4 has nothing due (an OpenValve never
                 # wakes, an open regulator's queue is empty): no clock reading.
                 found = valve._running.pop(ref, _UNKNOWN) is not _UNKNOWN
                 return _RELEASED if exiting else found
             now = _round(clock.current_time() * _NS_PER_SECOND_F)
-            valve_wake, queue_wake = regulator._valve_wake, regulator._queue.wake
-            if (valve_wake is not None and valve_wake <= now) or (
-                queue_wake is not None and queue_wake <= now
-            ):
-                regulator._settle(regulator._valve.timeout(now), now)
-        valve = regulator._open_valve
+            if regulator._timer <= now:  # R4: a wake may be due (every wake is on the timer)
+                regulator._handle_timeouts(now)
         if valve is None:
             found, verdict = regulator._valve.done(ref, now)
-            opens = verdict is OPEN and regulator._valve_wake is None
-            if not opens:
-                regulator._settle(verdict, now)
-        else:  # valve.done(ref, now) of the OpenValve (open_valve.py), inlined
-            running = valve._running
-            n = len(running)
-            found = ref in running
-            if found:
-                if n == valve._floor:
-                    valve._base = now
-                del running[ref]
-                n -= 1
-            max_size = valve._max
-            opens = max_size is None or n < max_size
-            if not opens:
-                regulator._settle(CLOSED, now)
-        if opens and not regulator._open:  # regulator._settle(OPEN, now), inlined: R7
+            if verdict is not OPEN or not regulator._open or regulator._valve_wake is not None:
+                regulator._settle(verdict, now)  # (else it would change nothing)
+            return _RELEASED if exiting else found
+        # valve.done(ref, now) of the OpenValve (open_valve.py), inlined
+        running = valve._running
+        n = len(running)
+        found = ref in running
+        if found:
+            if n == valve._floor:
+                valve._base = now
+            del running[ref]
+            n -= 1
+        max_size = valve._max
+        if max_size is not None and n >= max_size:
+            regulator._settle(CLOSED, now)
+        elif not regulator._open:  # regulator._settle(OPEN, now), inlined: R7
             queue = regulator._queue
             item = queue.state.handle_out(now)
             if item is None:
@@ -302,6 +295,7 @@ class Regulator(Host):
         self._open = verdict.status == "open"
         self._valve_wake = verdict.wake_at
         self._schedule(verdict.wake_at)
+        self._schedule(self._queue.wake)  # every wake is on the timer (the hot path's R4 test)
         self._empty_time = now  # M6
         self._granted = 0  # permits granted
         self._refused = 0  # asks answered Drop at the door (protector, nb_ask while closed)
