@@ -16,10 +16,11 @@ holds after every call: while the valve is open, no ask waits.
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Hashable, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -91,6 +92,24 @@ def _released() -> Awaitable[None]:
 
 
 _RELEASED = _released()
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _body(made: Callable[..., Any]) -> Callable[[_Method], _Method]:
+    """Run ``made`` as the decorated method, whose name, docstring and signature it takes.
+
+    ``Regulator.ask`` and ``PermitHold.__aenter__`` share one body, and so do
+    ``Regulator.done`` and ``PermitHold.__aexit__`` (made by :func:`_asking`
+    and :func:`_releasing`), with no second call layer; the decorated
+    definitions only document them.
+    """
+
+    def install(stub: _Method) -> _Method:
+        return functools.update_wrapper(made, stub)  # type: ignore[return-value]
+
+    return install
 
 
 def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
@@ -242,21 +261,15 @@ class PermitHold:
     _regulator: Regulator
     _value: Any
 
-    if TYPE_CHECKING:
+    @_body(_asking(entering=True))
+    async def __aenter__(self) -> Go:  # type: ignore[empty-body]
+        """Ask for the permit: its ``Go``; raises ``Dropped`` when dropped."""
 
-        async def __aenter__(self) -> Go:
-            """Ask for the permit: its ``Go``; raises ``Dropped`` when dropped."""
-
-    else:
-        __aenter__ = _asking(entering=True)
-
-    if TYPE_CHECKING:
-
-        def __aexit__(self, exc_type: object, exc: object, tb: object) -> Awaitable[None]:
-            """Release the permit (unless the regulator was closed meanwhile)."""
-
-    else:
-        __aexit__ = _releasing(exiting=True)
+    @_body(_releasing(exiting=True))
+    def __aexit__(  # type: ignore[empty-body]
+        self, exc_type: object, exc: object, tb: object
+    ) -> Awaitable[None]:
+        """Release the permit (unless the regulator was closed meanwhile)."""
 
 
 class Regulator(Host):
@@ -411,18 +424,14 @@ class Regulator(Host):
         self._queue.enqueue(request, now)
         self._settle(self._valve.timeout(now), now, queue_checked=True)
 
-    if TYPE_CHECKING:  # the signatures; the bodies are made by _asking
+    @_body(_asking(entering=False))
+    async def ask(self, value: Any = None) -> Result:  # type: ignore[empty-body]
+        """Ask for a permit: ``Go`` (its ``ref`` is the permit) or ``Drop``.
 
-        async def ask(self, value: Any = None) -> Result:
-            """Ask for a permit: ``Go`` (its ``ref`` is the permit) or ``Drop``.
-
-            Waits in the queue while the valve is closed. A task cancelled while
-            waiting leaves the queue and gets no permit. The permit must be
-            released with :meth:`done` (or use :meth:`permit`).
-            """
-
-    else:
-        ask = _asking(entering=False)
+        Waits in the queue while the valve is closed. A task cancelled while
+        waiting leaves the queue and gets no permit. The permit must be
+        released with :meth:`done` (or use :meth:`permit`).
+        """
 
     def _abandon(self, request: Request) -> None:
         """R12: a waiting task was cancelled."""
@@ -508,13 +517,9 @@ class Regulator(Host):
             return Go(ref, self, open_time - now, 0)
         return Stop(0) if kind == "done" else NotFound(0)
 
-    if TYPE_CHECKING:  # the signature; the body is made by _releasing
-
-        def done(self, ref: Hashable) -> bool:
-            """R9: release permit ``ref``; ``False`` if it is unknown (or released already)."""
-
-    else:
-        done = _releasing(exiting=False)
+    @_body(_releasing(exiting=False))
+    def done(self, ref: Hashable) -> bool:  # type: ignore[empty-body]
+        """R9: release permit ``ref``; ``False`` if it is unknown (or released already)."""
 
     def update(self, relative_time_ns: int) -> None:
         """R10: feed the valve a measurement in ns (e.g. a broker's relative time)."""
