@@ -166,7 +166,18 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
                 hold._ref = ref
             return go
         request = TaskRequest(now, hold._value if entering else value, regulator._abandon_task)
-        regulator._enqueued(request, now)
+        valve = regulator._open_valve
+        if valve is None:
+            regulator._enqueued(request, now)
+        else:  # R6 with an OpenValve: regulator._enqueued(request, now), inlined
+            queue = regulator._queue
+            wake = queue.wake = queue.state.handle_in(request, now)
+            if wake is not None and wake < regulator._timer:
+                regulator._schedule(wake)
+            max_size = valve._max
+            if max_size is None or len(valve._running) < max_size:  # valve.timeout(now): open
+                regulator._settle(OPEN, now, queue_checked=True)
+            # (else closed -> closed, queue checked: the settle would change nothing)
         if request.result is None:  # request.wait(), inlined
             request.task = _current_task()
             await _wait_task_rescheduled(request._abort)
@@ -345,20 +356,30 @@ class Regulator(Host):
         while the valve stays open; then schedule the valve's wake."""
         queue = self._queue
         handle_out = queue.state.handle_out
+        valve = self._open_valve
         while item is not None:
             request, wake = item
             queue.wake = wake  # queue.woke(wake), inlined
             if wake is not None and wake < self._timer:
                 self._schedule(wake)
             ref = Permit()
-            open_time, verdict = self._valve.ask(ref, getattr(request, "task", None), now)
+            owner = getattr(request, "task", None)
+            if valve is None:
+                open_time, verdict = self._valve.ask(ref, owner, now)
+                self._valve_wake = verdict.wake_at
+                closed = verdict.status == "closed"
+            else:  # valve.ask(ref, owner, now) of the OpenValve (open_valve.py), inlined
+                running = valve._running
+                running[ref] = owner
+                open_time = valve._base
+                max_size = valve._max
+                closed = max_size is not None and len(running) >= max_size
             sent = request.send_time
             self._granted += 1
             self._recent.append(now - sent)
             go: Go = new_result(Go, (ref, self, open_time - sent, now - sent))
             request.answer(go)  # type: ignore[attr-defined]
-            self._valve_wake = verdict.wake_at
-            if verdict.status == "closed":
+            if closed:
                 self._open = False
                 break
             item = handle_out(now)
