@@ -89,6 +89,8 @@ class Side:
         regulator = self.regulator
         pendings = {label: seen(p.result, self.names) for label, p in self.pendings.items()}
         now = round(trio.current_time() * 1e9)
+        deadline = regulator._deadline()  # R4 on the hot path tests the timer: every wake is on it
+        assert deadline is None or regulator._timer <= deadline
         sample = regulator._sample(now, 0)  # M6: what a meter would see (empty_time, open_time)
         return regulator.size(), regulator.len(), pendings, sample
 
