@@ -200,7 +200,9 @@ def _releasing(*, exiting: bool) -> Callable[..., Any]:
     it releases the hold's permit, does nothing once the regulator is closed,
     and returns an awaitable that is already finished (the release is
     synchronous). The unguarded case, the hot path, runs ``_begin`` and
-    ``_settle`` inlined, and an OpenValve's ``done`` too.
+    ``_settle`` inlined, and an OpenValve's ``done`` too. Exiting skips the
+    run check of ``_begin``: the task that entered the hold, in this run,
+    bound the regulator to this run's clock then.
     """
 
     def done(regulator: Any, ref: Any, exc: object = None, tb: object = None) -> Any:
@@ -214,9 +216,12 @@ def _releasing(*, exiting: bool) -> Callable[..., Any]:
                 return _RELEASED
             now = regulator._begin()
         else:  # regulator._begin(), inlined
-            clock = _current_clock()
-            if clock is not regulator._clock:
-                regulator._bind(clock)
+            if exiting:  # entered by this very task, so in this run: bound to this clock
+                clock = regulator._clock
+            else:
+                clock = _current_clock()
+                if clock is not regulator._clock:
+                    regulator._bind(clock)
             if regulator._open and valve is not None and regulator._queue.wake is None:
                 # An open OpenValve's release needs no time: below max_size its base
                 # stays and it stays open, and R4 has nothing due (an OpenValve never
