@@ -16,9 +16,11 @@ holds after every call: while the valve is open, no ask waits.
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Hashable, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -43,13 +45,19 @@ from sbroker._units import NS_PER_SECOND
 from sbroker._validators import check_factory
 from sbroker.meters import Meter, Sample
 from sbroker.queues import QueuePolicy, Request, TimeoutQueue
-from sbroker.regulator._valve_protocol import OPEN, Valve, ValveState, Verdict
-from sbroker.regulator.open_valve import OpenValve
+from sbroker.regulator._valve_protocol import CLOSED, OPEN, Valve, ValveState, Verdict
+from sbroker.regulator.open_valve import OpenValve, OpenValveState
 
 Result = Go | Drop
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+#: ``round(seconds * NS_PER_SECOND)`` as ``_round(seconds * _NS_PER_SECOND_F)``: the
+#: same int (the product is a float either way), without ``round`` looking up
+#: ``__round__`` (~40 ns less per clock reading on the hot path).
+_round = float.__round__
+_NS_PER_SECOND_F = float(NS_PER_SECOND)
+_UNKNOWN = object()  # what popping an unknown permit from a valve's running locks gives
 
 
 class Permit(Token):
@@ -70,49 +78,112 @@ def _finished() -> Generator[None, None, None]:
     yield  # a generator function, run to its end once below
 
 
-class _Finished:
-    """An awaitable that is already finished (``None``): no coroutine to make or run."""
+def _released() -> Awaitable[None]:
+    """What ``PermitHold.__aexit__`` returns: an exhausted generator-based coroutine.
 
-    __slots__ = ()
+    ``await`` takes such a generator as it is (no ``__await__`` call to make)
+    and, as it is exhausted, finishes at once with ``None``, every time (a
+    generator, unlike a coroutine, may be resumed after its end): awaiting it
+    runs no Python frame.
+    """
+    generator = types.coroutine(_finished)()
+    next(generator, None)  # type: ignore[call-overload]
+    return generator
 
-    def __await__(self) -> Generator[None, None, None]:
-        return _FINISHED_GENERATOR  # exhausted: ``await`` returns ``None`` at once
+
+_RELEASED = _released()
 
 
-_FINISHED_GENERATOR = _finished()
-next(_FINISHED_GENERATOR, None)
-_RELEASED = _Finished()
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _body(made: Callable[..., Any]) -> Callable[[_Method], _Method]:
+    """Run ``made`` as the decorated method, whose name, docstring and signature it takes.
+
+    ``Regulator.ask`` and ``PermitHold.__aenter__`` share one body, and so do
+    ``Regulator.done`` and ``PermitHold.__aexit__`` (made by :func:`_asking`
+    and :func:`_releasing`), with no second call layer; the decorated
+    definitions only document them.
+    """
+
+    def install(stub: _Method) -> _Method:
+        return functools.update_wrapper(made, stub)  # type: ignore[return-value]
+
+    return install
 
 
 def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
-    """Make ``Regulator.ask`` and the entering of ``permit()`` from one body.
+    """Make ``Regulator.ask`` and ``PermitHold.__aenter__`` from one body.
 
-    Entering takes its value from the :class:`PermitHold`, raises
-    :class:`~sbroker.Dropped` on a ``Drop`` and notes the permit in the
-    hold, all in the same coroutine as the ask (no second layer).
+    Entering is called on the :class:`PermitHold`: it takes the regulator
+    and the value from the hold, raises :class:`~sbroker.Dropped` on a
+    ``Drop`` and notes the permit in the hold, all in the one coroutine of
+    the ask (no second layer). The unguarded open case, the hot path, runs
+    ``_begin`` and ``_grant`` inlined, and an OpenValve's ``ask`` too.
     """
 
-    async def ask(self: Regulator, value: Any = None) -> Any:
+    async def ask(regulator: Any, value: Any = None) -> Any:
         await _checkpoint_if_cancelled()
-        hold: PermitHold = value
         if entering:
-            value = hold._value
-        now = self._begin_gated() if self._guarded else self._begin()
-        if now is None:
-            await cancel_shielded_checkpoint()
-            result: Result = REFUSED
-        elif self._open:
-            result = self._grant(now, _current_task())
-            await cancel_shielded_checkpoint()
-        else:
-            request = TaskRequest(now, value, self._abandon_task)
-            self._enqueued(request, now)
-            if request.result is None:  # request.wait(), inlined
-                request.task = _current_task()
-                await _wait_task_rescheduled(request._abort)
-            else:  # dropped on arrival
+            hold: PermitHold = regulator
+            regulator = hold._regulator
+        if regulator._guarded:
+            now = regulator._begin_gated()
+            if now is None:  # refused by the protector (P12)
                 await cancel_shielded_checkpoint()
-            result = request.result  # type: ignore[assignment]
+                if entering:
+                    raise Dropped(REFUSED)
+                return REFUSED
+        else:  # regulator._begin(), inlined
+            clock = _current_clock()
+            if clock is not regulator._clock:
+                regulator._bind(clock)
+            now = _round(clock.current_time() * _NS_PER_SECOND_F)
+            if regulator._timer <= now:  # R4: a wake may be due (every wake is on the timer)
+                regulator._handle_timeouts(now)
+        if regulator._open:  # R5: regulator._grant(now, task), inlined
+            ref = Permit()
+            valve = regulator._open_valve
+            if valve is None:
+                open_time, verdict = regulator._valve.ask(ref, _current_task(), now)
+                regulator._granted += 1
+                regulator._recent.append(0)  # granted at once: waited 0
+                if verdict is not OPEN or regulator._valve_wake is not None:
+                    regulator._settle(verdict, now)  # (else it would change nothing)
+            else:  # valve.ask(ref, task, now) of the OpenValve (open_valve.py), inlined
+                running = valve._running
+                running[ref] = _current_task()
+                open_time = valve._base
+                max_size = valve._max
+                if max_size is not None and len(running) >= max_size:
+                    regulator._open = False  # regulator._settle(CLOSED, now), inlined
+                    regulator._empty_time = now  # (an OpenValve never wakes)
+                regulator._granted += 1
+                regulator._recent.append(0)
+            go = new_result(Go, (ref, regulator, open_time - now, 0))
+            await cancel_shielded_checkpoint()
+            if entering:
+                hold._ref = ref
+            return go
+        request = TaskRequest(now, hold._value if entering else value, regulator._abandon_task)
+        valve = regulator._open_valve
+        if valve is None:
+            regulator._enqueued(request, now)
+        else:  # R6 with an OpenValve: regulator._enqueued(request, now), inlined
+            queue = regulator._queue
+            wake = queue.wake = queue.state.handle_in(request, now)
+            if wake is not None and wake < regulator._timer:
+                regulator._schedule(wake)
+            max_size = valve._max
+            if max_size is None or len(valve._running) < max_size:  # valve.timeout(now): open
+                regulator._settle(OPEN, now, queue_checked=True)
+            # (else closed -> closed, queue checked: the settle would change nothing)
+        if request.result is None:  # request.wait(), inlined
+            request.task = _current_task()
+            await _wait_task_rescheduled(request._abort)
+        else:  # dropped on arrival
+            await cancel_shielded_checkpoint()
+        result: Result = request.result  # type: ignore[assignment]
         if entering:
             if type(result) is Drop:
                 raise Dropped(result)
@@ -122,30 +193,99 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
     return ask
 
 
+def _releasing(*, exiting: bool) -> Callable[..., Any]:
+    """Make ``Regulator.done`` and ``PermitHold.__aexit__`` from one body.
+
+    Exiting is called on the :class:`PermitHold` with the block's exception:
+    it releases the hold's permit, does nothing once the regulator is closed,
+    and returns an awaitable that is already finished (the release is
+    synchronous). The unguarded case, the hot path, runs ``_begin`` and
+    ``_settle`` inlined, and an OpenValve's ``done`` too. Exiting skips the
+    run check of ``_begin``: the task that entered the hold, in this run,
+    bound the regulator to this run's clock then.
+    """
+
+    def done(regulator: Any, ref: Any, exc: object = None, tb: object = None) -> Any:
+        if exiting:
+            hold: PermitHold = regulator
+            regulator = hold._regulator
+            ref = hold._ref
+        valve: OpenValveState | None = regulator._open_valve
+        if regulator._guarded:
+            if exiting and regulator._closed:
+                return _RELEASED
+            now = regulator._begin()
+        else:  # regulator._begin(), inlined
+            if exiting:  # entered by this very task, so in this run: bound to this clock
+                clock = regulator._clock
+            else:
+                clock = _current_clock()
+                if clock is not regulator._clock:
+                    regulator._bind(clock)
+            if regulator._open and valve is not None and regulator._queue.wake is None:
+                # An open OpenValve's release needs no time: below max_size its base
+                # stays and it stays open, and R4 has nothing due (an OpenValve never
+                # wakes, an open regulator's queue is empty): no clock reading.
+                found = valve._running.pop(ref, _UNKNOWN) is not _UNKNOWN
+                return _RELEASED if exiting else found
+            now = _round(clock.current_time() * _NS_PER_SECOND_F)
+            if regulator._timer <= now:  # R4: a wake may be due (every wake is on the timer)
+                regulator._handle_timeouts(now)
+        if valve is None:
+            found, verdict = regulator._valve.done(ref, now)
+            if verdict is not OPEN or not regulator._open or regulator._valve_wake is not None:
+                regulator._settle(verdict, now)  # (else it would change nothing)
+            return _RELEASED if exiting else found
+        # valve.done(ref, now) of the OpenValve (open_valve.py), inlined
+        running = valve._running
+        n = len(running)
+        found = ref in running
+        if found:
+            if n == valve._floor:
+                valve._base = now
+            del running[ref]
+            n -= 1
+        max_size = valve._max
+        if max_size is not None and n >= max_size:
+            regulator._settle(CLOSED, now)
+        elif not regulator._open:  # regulator._settle(OPEN, now), inlined: R7
+            queue = regulator._queue
+            item = queue.state.handle_out(now)
+            if item is None:
+                queue.wake = None
+                regulator._open = True
+                regulator._empty_time = now
+            else:
+                regulator._drain(now, item)
+        return _RELEASED if exiting else found
+
+    return done
+
+
 class PermitHold:
     """The async context manager :meth:`Regulator.permit` returns.
 
     Entering asks for a permit (raising :class:`~sbroker.Dropped` when the
     ask is dropped) and returns its ``Go``; leaving releases it, however the
     block exits, unless the regulator was closed meanwhile. A class rather
-    than a generator: entering and leaving cost no generator frame.
+    than a generator: entering and leaving cost no generator frame, and
+    entering is the ask's own coroutine.
     """
 
     __slots__ = ("_ref", "_regulator", "_value")
+    _ref: Hashable
+    _regulator: Regulator
+    _value: Any
 
-    def __init__(self, regulator: Regulator, value: Any) -> None:
-        self._regulator = regulator
-        self._value = value
-        self._ref: Hashable = None
+    @_body(_asking(entering=True))
+    async def __aenter__(self) -> Go:  # type: ignore[empty-body]
+        """Ask for the permit: its ``Go``; raises ``Dropped`` when dropped."""
 
-    def __aenter__(self) -> Awaitable[Go]:
-        return self._regulator._enter(self)  # ask itself: no coroutine of its own
-
-    def __aexit__(self, *exc_info: object) -> Awaitable[None]:
-        regulator = self._regulator
-        if not regulator._closed:
-            regulator.done(self._ref)
-        return _RELEASED  # the release is synchronous: nothing left to await
+    @_body(_releasing(exiting=True))
+    def __aexit__(  # type: ignore[empty-body]
+        self, exc_type: object, exc: object, tb: object
+    ) -> Awaitable[None]:
+        """Release the permit (unless the regulator was closed meanwhile)."""
 
 
 class Regulator(Host):
@@ -178,10 +318,13 @@ class Regulator(Host):
         self._pending = TagRegistry()
         self._valve_config = valve
         self._valve: ValveState
-        self._valve, verdict = valve.init({}, now)
+        self._open_valve: OpenValveState | None  # the same state when it is an OpenValve's
+        state, verdict = valve.init({}, now)
+        self._set_valve(state)
         self._open = verdict.status == "open"
         self._valve_wake = verdict.wake_at
         self._schedule(verdict.wake_at)
+        self._schedule(self._queue.wake)  # every wake is on the timer (the hot path's R4 test)
         self._empty_time = now  # M6
         self._granted = 0  # permits granted
         self._refused = 0  # asks answered Drop at the door (protector, nb_ask while closed)
@@ -190,48 +333,68 @@ class Regulator(Host):
         self._withdraw = self._cancel_pending  # bound once: every Pending.cancel
         self._init_meters(meter_list, now)
 
+    def _set_valve(self, state: ValveState) -> None:
+        """Run ``state``; the hot path inlines the ``ask`` and ``done`` of an OpenValve's."""
+        self._valve = state
+        self._open_valve = state if type(state) is OpenValveState else None
+
     # -- R14: reacting to the valve -------------------------------------------------
 
     def _settle(self, verdict: Verdict, now: int, *, queue_checked: bool = False) -> None:
-        was_open = self._open
         status, wake = verdict
         self._valve_wake = wake
         if status == "open":
-            if not was_open:
-                self._drain(now)
-                wake = self._valve_wake
+            if not self._open:
+                self._drain(now, self._queue.state.handle_out(now))  # schedules the wake
+                return
         else:
-            self._open = False
-            if was_open:
+            if self._open:
+                self._open = False
                 self._empty_time = now
             elif not queue_checked:
                 self._queue.woke(self._queue.state.handle_timeout(now))
         if wake is not None and wake < self._timer:  # self._schedule(wake), inlined
             self._schedule(wake)
 
-    def _drain(self, now: int) -> None:
-        """R7: grant waiting asks while the valve stays open."""
+    def _drain(self, now: int, item: tuple[Request, int | None] | None) -> None:
+        """R7 from ``item``, the queue's first ``handle_out``: grant waiting asks
+        while the valve stays open; then schedule the valve's wake."""
         queue = self._queue
-        while True:
-            item = queue.state.handle_out(now)
-            if item is None:
-                queue.wake = None
-                self._open = True
-                self._empty_time = now
-                return
+        handle_out = queue.state.handle_out
+        valve = self._open_valve
+        while item is not None:
             request, wake = item
-            queue.woke(wake)
+            queue.wake = wake  # queue.woke(wake), inlined
+            if wake is not None and wake < self._timer:
+                self._schedule(wake)
             ref = Permit()
-            open_time, verdict = self._valve.ask(ref, getattr(request, "task", None), now)
+            owner = getattr(request, "task", None)
+            if valve is None:
+                open_time, verdict = self._valve.ask(ref, owner, now)
+                self._valve_wake = verdict.wake_at
+                closed = verdict.status == "closed"
+            else:  # valve.ask(ref, owner, now) of the OpenValve (open_valve.py), inlined
+                running = valve._running
+                running[ref] = owner
+                open_time = valve._base
+                max_size = valve._max
+                closed = max_size is not None and len(running) >= max_size
             sent = request.send_time
             self._granted += 1
             self._recent.append(now - sent)
             go: Go = new_result(Go, (ref, self, open_time - sent, now - sent))
             request.answer(go)  # type: ignore[attr-defined]
-            self._valve_wake = verdict.wake_at
-            if verdict.status == "closed":
+            if closed:
                 self._open = False
-                return
+                break
+            item = handle_out(now)
+        else:
+            queue.wake = None
+            self._open = True
+            self._empty_time = now
+        wake = self._valve_wake
+        if wake is not None and wake < self._timer:
+            self._schedule(wake)
 
     def _catch_up(self, now: int) -> None:
         """R4: run overdue valve and queue work before handling a call."""
@@ -286,22 +449,14 @@ class Regulator(Host):
         self._queue.enqueue(request, now)
         self._settle(self._valve.timeout(now), now, queue_checked=True)
 
-    if TYPE_CHECKING:  # the signatures; the bodies are made by _asking
+    @_body(_asking(entering=False))
+    async def ask(self, value: Any = None) -> Result:  # type: ignore[empty-body]
+        """Ask for a permit: ``Go`` (its ``ref`` is the permit) or ``Drop``.
 
-        async def ask(self, value: Any = None) -> Result:
-            """Ask for a permit: ``Go`` (its ``ref`` is the permit) or ``Drop``.
-
-            Waits in the queue while the valve is closed. A task cancelled while
-            waiting leaves the queue and gets no permit. The permit must be
-            released with :meth:`done` (or use :meth:`permit`).
-            """
-
-        async def _enter(self, hold: PermitHold) -> Go:
-            """``hold.__aenter__``: ``ask``, raising ``Dropped``, noting the permit in ``hold``."""
-
-    else:
-        ask = _asking(entering=False)
-        _enter = _asking(entering=True)
+        Waits in the queue while the valve is closed. A task cancelled while
+        waiting leaves the queue and gets no permit. The permit must be
+        released with :meth:`done` (or use :meth:`permit`).
+        """
 
     def _abandon(self, request: Request) -> None:
         """R12: a waiting task was cancelled."""
@@ -365,7 +520,10 @@ class Regulator(Host):
         was closed meanwhile). Raises :class:`~sbroker.Dropped` (carrying the
         ``Drop``) if the ask is dropped.
         """
-        return PermitHold(self, value)
+        hold = PermitHold()  # no __init__ frame
+        hold._regulator = self
+        hold._value = value
+        return hold
 
     # -- permit holders --------------------------------------------------------------------
 
@@ -384,13 +542,9 @@ class Regulator(Host):
             return Go(ref, self, open_time - now, 0)
         return Stop(0) if kind == "done" else NotFound(0)
 
-    def done(self, ref: Hashable) -> bool:
+    @_body(_releasing(exiting=False))
+    def done(self, ref: Hashable) -> bool:  # type: ignore[empty-body]
         """R9: release permit ``ref``; ``False`` if it is unknown (or released already)."""
-        now = self._begin()
-        found, verdict = self._valve.done(ref, now)
-        if verdict is not OPEN or not self._open or self._valve_wake is not None:
-            self._settle(verdict, now)  # (else it would change nothing)
-        return found
 
     def update(self, relative_time_ns: int) -> None:
         """R10: feed the valve a measurement in ns (e.g. a broker's relative time)."""
@@ -552,10 +706,12 @@ class ValveChange:
         else:
             running = regulator._valve.terminate()
             try:
-                regulator._valve, self.verdict = valve.init(running, now)
+                state, self.verdict = valve.init(running, now)
             except BaseException:
-                regulator._valve, _verdict = regulator._valve_config.init(running, now)
+                state, _verdict = regulator._valve_config.init(running, now)
+                regulator._set_valve(state)
                 raise
+            regulator._set_valve(state)
         regulator._valve_config = valve
 
     def abandon(self) -> None:

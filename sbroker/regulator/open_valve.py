@@ -19,7 +19,13 @@ from sbroker.regulator._valve_base import BaseValveState, ValveConfig, check_siz
 from sbroker.regulator._valve_protocol import CLOSED, OPEN, Verdict
 
 
-class _OpenState(BaseValveState["OpenValve"]):
+class OpenValveState(BaseValveState["OpenValve"]):
+    """The state of an :class:`OpenValve`.
+
+    The regulator runs the ``ask`` and ``done`` below inlined on its hot path
+    (``sbroker/regulator/_regulator.py``): a change here is made there too.
+    """
+
     __slots__ = ()
 
     _floor_is_max = True
@@ -75,7 +81,7 @@ class OpenValve(ValveConfig):
 
     max_size: int | None = max_size_field()
 
-    _state_class = _OpenState
+    _state_class = OpenValveState
 
     def __attrs_post_init__(self) -> None:
         check_sizes(self)
