@@ -33,7 +33,8 @@ from sbroker._reply import call, serve
 from sbroker._results import REFUSED, Drop, Go, new_result
 from sbroker._run_binding import current_thread as _current_thread
 from sbroker._statistics import BrokerStatistics, recent_window, side_statistics
-from sbroker._units import NS_PER_SECOND
+from sbroker._time import NS_PER_SECOND_F
+from sbroker._time import round_float as _round
 from sbroker.meters import Meter, Sample
 from sbroker.queues import QueuePolicy, Request, TimeoutQueue
 from sbroker.queues._protocol import next_sequence
@@ -44,7 +45,6 @@ _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 _reschedule = trio.lowlevel.reschedule
 _new_object = object.__new__
-_NS_PER_SECOND = float(NS_PER_SECOND)  # a float: no int-to-float conversion per reading
 
 
 def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[Result]]:
@@ -59,7 +59,7 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
         await _checkpoint_if_cancelled()
         if self._run.thread != _current_thread():  # self._now(), inlined
             self._bind()
-        now = round(self._clock.current_time() * _NS_PER_SECOND)
+        now = _round(self._clock.current_time() * NS_PER_SECOND_F)
         side, other = self._sides[name]
         if self._guarded and not self._admit(side, now):
             await cancel_shielded_checkpoint()

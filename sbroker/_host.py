@@ -23,7 +23,7 @@ from sbroker._errors import BrokerClosed
 from sbroker._queue_side import QueueSide
 from sbroker._reconfiguration import attempt, raise_first
 from sbroker._run_binding import UNBOUND, current_run_mark, current_thread
-from sbroker._time import to_trio_time
+from sbroker._time import NS_PER_SECOND_F, round_float, to_trio_time
 from sbroker._units import NS_PER_SECOND
 from sbroker._validators import check_factory
 from sbroker.meters import Meter, MeterState, Protector, Sample
@@ -202,7 +202,7 @@ class Host:
         """
         if self._run.thread != current_thread():  # not in the host's run (_run_binding)
             self._bind()
-        return round(self._clock.current_time() * NS_PER_SECOND)
+        return round_float(self._clock.current_time() * NS_PER_SECOND_F)
 
     def _bind(self) -> None:
         """Belong to the run we are in, unless bound to another one (``RuntimeError``)."""

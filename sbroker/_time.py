@@ -6,6 +6,12 @@ import trio
 
 from sbroker._units import NS_PER_SECOND
 
+#: The hot paths read a host's clock as ``round_float(clock.current_time() * NS_PER_SECOND_F)``:
+#: the same int as ``round(seconds * NS_PER_SECOND)`` (the product is a float either way),
+#: with no int-to-float conversion and no ``__round__`` lookup per reading.
+NS_PER_SECOND_F = float(NS_PER_SECOND)
+round_float = float.__round__
+
 
 def now_ns() -> int:
     """The current time of trio's clock in integer nanoseconds.

@@ -40,8 +40,8 @@ from sbroker._reconfiguration import PreparedPart, reconfigure
 from sbroker._results import REFUSED, Drop, Go, NotFound, Stop, new_result
 from sbroker._run_binding import current_thread as _current_thread
 from sbroker._statistics import RegulatorStatistics, recent_window, side_statistics
-from sbroker._time import now_ns
-from sbroker._units import NS_PER_SECOND
+from sbroker._time import NS_PER_SECOND_F, now_ns
+from sbroker._time import round_float as _round
 from sbroker._validators import check_factory
 from sbroker.meters import Meter, Sample
 from sbroker.queues import QueuePolicy, Request, TimeoutQueue
@@ -52,11 +52,6 @@ Result = Go | Drop
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
-#: ``round(seconds * NS_PER_SECOND)`` as ``_round(seconds * _NS_PER_SECOND_F)``: the
-#: same int (the product is a float either way), without ``round`` looking up
-#: ``__round__`` (~40 ns less per clock reading on the hot path).
-_round = float.__round__
-_NS_PER_SECOND_F = float(NS_PER_SECOND)
 _UNKNOWN = object()  # what popping an unknown permit from a valve's running locks gives
 
 
@@ -135,10 +130,9 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
                     raise Dropped(REFUSED)
                 return REFUSED
         else:  # regulator._begin(), inlined
-            clock = _current_clock()
-            if clock is not regulator._clock:
-                regulator._bind(clock)
-            now = _round(clock.current_time() * _NS_PER_SECOND_F)
+            if regulator._run.thread != _current_thread():  # not in its run (_run_binding)
+                regulator._bind()
+            now = _round(regulator._clock.current_time() * NS_PER_SECOND_F)
             if regulator._timer <= now:  # R4: a wake may be due (every wake is on the timer)
                 regulator._handle_timeouts(now)
         if regulator._open:  # R5: regulator._grant(now, task), inlined
@@ -216,19 +210,18 @@ def _releasing(*, exiting: bool) -> Callable[..., Any]:
                 return _RELEASED
             now = regulator._begin()
         else:  # regulator._begin(), inlined
-            if exiting:  # entered by this very task, so in this run: bound to this clock
-                clock = regulator._clock
-            else:
-                clock = _current_clock()
-                if clock is not regulator._clock:
-                    regulator._bind(clock)
+            # (Exiting skips the run check: the task that entered the hold, in this run,
+            # bound the regulator to this run then.)
+            if not exiting and regulator._run.thread != _current_thread():
+                regulator._bind()
+            clock = regulator._clock
             if regulator._open and valve is not None and regulator._queue.wake is None:
                 # An open OpenValve's release needs no time: below max_size its base
                 # stays and it stays open, and R4 has nothing due (an OpenValve never
                 # wakes, an open regulator's queue is empty): no clock reading.
                 found = valve._running.pop(ref, _UNKNOWN) is not _UNKNOWN
                 return _RELEASED if exiting else found
-            now = _round(clock.current_time() * _NS_PER_SECOND_F)
+            now = _round(clock.current_time() * NS_PER_SECOND_F)
             if regulator._timer <= now:  # R4: a wake may be due (every wake is on the timer)
                 regulator._handle_timeouts(now)
         if valve is None:
@@ -416,7 +409,7 @@ class Regulator(Host):
             return now
         if self._run.thread != _current_thread():  # self._now(), inlined
             self._bind()
-        now = round(self._clock.current_time() * NS_PER_SECOND)
+        now = _round(self._clock.current_time() * NS_PER_SECOND_F)
         valve, queue = self._valve_wake, self._queue.wake  # self._deadline(), inlined
         if (valve is not None and valve <= now) or (queue is not None and queue <= now):
             self._settle(self._valve.timeout(now), now)
