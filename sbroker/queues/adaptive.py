@@ -171,7 +171,19 @@ class _AdaptiveState(DequeState):
         self._members.discard(request)
         if self._dead:
             self._discard_dead_ends()
-        return request, self._check(now)  # A8 (nothing is due: the check drops nothing)
+        # A8, with nothing due: every head past the limit was dropped above.
+        if len(queue) - self._dead <= self._min_len:
+            if not queue:
+                self._congestion_at = now + self._interval  # A2: left empty
+            return request, None
+        if congested:
+            return request, queue[0].send_time + self._target
+        congestion_at = self._congestion_at
+        timeout = self._timeout
+        if timeout is None:
+            return request, congestion_at
+        expiry = queue[0].send_time + timeout
+        return request, (expiry if expiry < congestion_at else congestion_at)
 
 
 def _check_timeout(policy: AdaptiveQueue) -> None:
