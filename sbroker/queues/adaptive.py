@@ -53,36 +53,34 @@ from sbroker.queues._protocol import Request
 
 
 class _AdaptiveState(DequeState):
-    """The queue and ``empty_at`` (A2), kept as ``congestion_at = empty_at + interval``.
+    """The queue and ``empty_at`` (A2), with ``congestion_at = empty_at + interval``.
 
     Congestion (A3) is then one comparison, ``now >= congestion_at``, and the
     wake time while not congested (A8) needs no arithmetic of its own.
+    ``congestion_at`` is read only while the queue holds requests, and the
+    queue only fills through an arrival at an empty queue (which sets both,
+    A5) or ``start``: emptying the queue sets ``empty_at`` alone.
     """
 
-    __slots__ = ("_adaptive", "_congestion_at", "_interval", "_target", "_timeout")
+    __slots__ = ("_adaptive", "_congestion_at", "_empty_at", "_interval", "_target", "_timeout")
 
+    _empty_at: int
     _congestion_at: int
-
-    @property
-    def _empty_at(self) -> int:
-        """A2's ``empty_at``: when the queue was last found or left empty."""
-        return self._congestion_at - self._interval
 
     def _adopt(self, policy: AdaptiveQueue) -> None:
         super()._adopt(policy)
         self._adaptive = policy.out == "adaptive"
         self._target = to_ns(policy.target)
         self._timeout = optional_ns(policy.timeout)
-        try:
-            empty_at = self._empty_at  # A7: a config change keeps empty_at
-        except AttributeError:
-            empty_at = None  # first adoption: start() sets it
         self._interval = to_ns(policy.interval)
-        if empty_at is not None:
-            self._congestion_at = empty_at + self._interval
+        try:
+            self._congestion_at = self._empty_at + self._interval  # A7: keeps empty_at
+        except AttributeError:
+            pass  # the first adoption: start() sets both
 
     def start(self, now: int) -> int | None:
-        self._congestion_at = now + self._interval  # A2: init, also when taking over requests
+        self._empty_at = now  # A2: init, also when taking over requests
+        self._congestion_at = now + self._interval
         return self._trim_and_check(now)
 
     def _expire(self, now: int) -> bool:
@@ -126,13 +124,14 @@ class _AdaptiveState(DequeState):
             return self._check(now)  # the head is now within the limit: the fast path
         elif queue:
             return None
-        self._congestion_at = now + self._interval  # A2: found or left empty
+        self._empty_at = now  # A2: found or left empty
         return None
 
     def handle_in(self, request: Request, now: int) -> int | None:
         """A5: an arrival at an empty queue restarts ``empty_at``; then Q11 and A4."""
         queue = self._entries
-        if not queue:
+        if not queue:  # A5
+            self._empty_at = now
             self._congestion_at = now + self._interval
         if self._max_len is None:  # self._admit, inlined for the unbounded queue
             self._members.add(request)
@@ -154,14 +153,14 @@ class _AdaptiveState(DequeState):
         """A6: check, then serve the head, or the tail (lifo; adaptive when congested)."""
         queue = self._entries
         if not queue:  # (the check would drop nothing)
-            self._congestion_at = now + self._interval
+            self._empty_at = now
             return None
         congested = now >= self._congestion_at
         limit = self._target if congested else self._timeout
         if limit is not None and queue[0].send_time + limit <= now:
             self._expire(now)  # the head is due: A4 first (congestion cannot change)
             if not queue:
-                self._congestion_at = now + self._interval
+                self._empty_at = now
                 return None
         # _pop/_popleft inlined
         if self._lifo or (self._adaptive and congested):
@@ -174,7 +173,7 @@ class _AdaptiveState(DequeState):
         # A8, with nothing due: every head past the limit was dropped above.
         if len(queue) - self._dead <= self._min_len:
             if not queue:
-                self._congestion_at = now + self._interval  # A2: left empty
+                self._empty_at = now  # A2: left empty
             return request, None
         if congested:
             return request, queue[0].send_time + self._target
