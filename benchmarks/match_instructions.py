@@ -2,7 +2,7 @@
 
 Wall and CPU time on a shared 2-core machine move by a few per cent from run to
 run, as much as the differences worth measuring on a hot path. The number of
-instructions a match executes does not: two runs agree to within 0.1%. Each
+instructions a match executes hardly moves: runs agree to within 0.3%. Each
 contender (the workloads of ``match_throughput.py``) runs twice under
 valgrind's callgrind, for N1 and N2 matches; ``(I2 - I1) / (N2 - N1)`` is the
 cost of one match, start-up and imports cancelling out.
