@@ -100,7 +100,7 @@ def _blocking_request(name: str, doc: str) -> Callable[[Broker, Any], Awaitable[
         side.wake = wake = side.state.handle_in(request, now)  # side.enqueue, inlined
         if wake is not None and wake < self._timer:
             self._schedule(wake)
-        if request.result is None:  # request.wait(), inlined
+        if request.result is None:  # park until answered (see TaskRequest)
             request.task = _current_task()
             await _wait_task_rescheduled(request._abort)
         else:  # answered already: dropped on arrival

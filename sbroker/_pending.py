@@ -65,8 +65,6 @@ class FreshTag(Token):
 UNTAGGED = FreshTag()
 
 
-_current_task = trio.lowlevel.current_task
-_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 _reschedule = trio.lowlevel.reschedule
 _SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
 
@@ -102,11 +100,13 @@ WOKEN = _Woken()
 class TaskRequest(Request):
     """A queued request whose caller is (or is about to be) a parked task.
 
-    ``abandon(request)`` removes it from its queue when the task is cancelled
-    while parked (the host passes one shared callable per queue). The answer
-    is stored in ``result``, then the task, if parked, is woken with
-    :data:`WOKEN`; hosts that inline :meth:`wait` park with
-    ``wait_task_rescheduled(request._abort)`` and return ``request.result``.
+    The host queues it, then, unless the policy answered it at once (a drop
+    on arrival), sets ``task`` and parks the caller with
+    ``wait_task_rescheduled(request._abort)``; once woken, the caller returns
+    ``result``. :meth:`answer` stores the answer in ``result`` and wakes a
+    parked task with :data:`WOKEN`. ``abandon(request)`` removes the request
+    from its queue when the task is cancelled while parked (the host passes
+    one shared callable per queue).
     """
 
     __slots__ = ("abandon", "result", "task")
@@ -120,19 +120,6 @@ class TaskRequest(Request):
         self.abandon = abandon
         self.task: trio.lowlevel.Task | None = None
         self.result: Result | None = None
-
-    async def wait(self) -> Result:
-        """Park the calling task until the request is answered; return the answer.
-
-        If the task is cancelled while parked, ``abandon(request)`` removes it
-        from its queue, so it is never answered afterwards.
-        """
-        if self.result is None:
-            self.task = _current_task()
-            await _wait_task_rescheduled(self._abort)
-        else:  # answered already, e.g. dropped on arrival
-            await cancel_shielded_checkpoint()
-        return self.result  # type: ignore[return-value]
 
     def _abort(self, _: object) -> trio.lowlevel.Abort:
         """trio's abort function: the parked task was cancelled."""

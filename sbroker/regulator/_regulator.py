@@ -172,7 +172,7 @@ def _asking(*, entering: bool) -> Callable[..., Awaitable[Any]]:
             if max_size is None or len(valve._running) < max_size:  # valve.timeout(now): open
                 regulator._settle(OPEN, now, queue_checked=True)
             # (else closed -> closed, queue checked: the settle would change nothing)
-        if request.result is None:  # request.wait(), inlined
+        if request.result is None:  # park until answered (see TaskRequest)
             request.task = _current_task()
             await _wait_task_rescheduled(request._abort)
         else:  # dropped on arrival
