@@ -185,7 +185,7 @@ class Broker(Host):
             self._schedule(wake)
         waited = now - request.send_time
         self._matches += 1
-        self._recent.append(other.sign * waited)
+        self._recent.append(waited if other is self._ask else -waited)  # > 0: ask waited
         # The waiting request's arrival number is unique, so it serves as the match's ref.
         ref = request.seq
         request.answer(new_result(Go, (ref, value, waited, waited)))  # type: ignore[attr-defined]

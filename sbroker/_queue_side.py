@@ -57,7 +57,6 @@ class QueueSide:
         "drops",
         "name",
         "policy",
-        "sign",
         "state",
         "wake",
         "withdraw",
@@ -74,7 +73,6 @@ class QueueSide:
         self._schedule = schedule
         self._staged_drops: list[Request] | None = None  # drops of a state being prepared
         self.drops = 0  # requests of this side answered Drop
-        self.sign = -1 if name == "ask_r" else 1  # how its waits are signed in recent matches
         self.policy = policy
         self.state: QueueState
         self.state, self.wake = policy.init([], now, self.drop)

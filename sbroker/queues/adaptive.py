@@ -138,15 +138,6 @@ class _AdaptiveState(DequeState):
             queue.append(request)
         else:
             self._admit(request, now)
-        if len(queue) - self._dead > self._min_len:  # self._check(now)'s fast path, inlined
-            congestion_at = self._congestion_at
-            if now < congestion_at:
-                timeout = self._timeout
-                if timeout is None:
-                    return congestion_at
-                expiry = queue[0].send_time + timeout
-                if expiry > now:
-                    return expiry if expiry < congestion_at else congestion_at
         return self._check(now)
 
     def handle_out(self, now: int) -> tuple[Request, int | None] | None:

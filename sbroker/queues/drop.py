@@ -25,14 +25,6 @@ class _DropState(DequeState):
     def _check(self, now: int) -> None:
         return None  # D2
 
-    def handle_in(self, request: Request, now: int) -> None:
-        """Q11 admission; there is no check to run (D2)."""
-        if self._max_len is None:
-            self._members.add(request)
-            self._entries.append(request)
-        else:
-            self._admit(request, now)
-
     def handle_out(self, now: int) -> tuple[Request, None] | None:
         queue = self._entries
         if not queue:

@@ -354,30 +354,21 @@ class Regulator(Host):
         while the valve stays open; then schedule the valve's wake."""
         queue = self._queue
         handle_out = queue.state.handle_out
-        valve = self._open_valve
+        valve_ask = self._valve.ask
         while item is not None:
             request, wake = item
             queue.wake = wake  # queue.woke(wake), inlined
             if wake is not None and wake < self._timer:
                 self._schedule(wake)
             ref = Permit()
-            owner = getattr(request, "task", None)
-            if valve is None:
-                open_time, verdict = self._valve.ask(ref, owner, now)
-                self._valve_wake = verdict.wake_at
-                closed = verdict.status == "closed"
-            else:  # valve.ask(ref, owner, now) of the OpenValve (open_valve.py), inlined
-                running = valve._running
-                running[ref] = owner
-                open_time = valve._base
-                max_size = valve._max
-                closed = max_size is not None and len(running) >= max_size
+            open_time, verdict = valve_ask(ref, getattr(request, "task", None), now)
+            self._valve_wake = verdict.wake_at
             sent = request.send_time
             self._granted += 1
             self._recent.append(now - sent)
             go: Go = new_result(Go, (ref, self, open_time - sent, now - sent))
             request.answer(go)  # type: ignore[attr-defined]
-            if closed:
+            if verdict.status == "closed":
                 self._open = False
                 break
             item = handle_out(now)
